@@ -1,0 +1,246 @@
+//! Wiring: turns a validated [`Config`] into a running gateway. Every file the configuration
+//! names is read here, at start, and a failure names the file and stops the start.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+
+use crate::authn::Authenticator;
+use crate::authn::token_file::{TokenFile, TokenFileError};
+use crate::authn::x509::{ClientCa, ClientCaError};
+use crate::authz::rbac::{RbacError, RbacPolicy};
+use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
+use crate::certs::{self, CertError, self_signed};
+use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
+use crate::proxy::forward::{Upstream, UpstreamUrlError};
+use crate::proxy::pipeline::Gateway;
+use crate::tls::{self, ServingCert, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configured feature that this version cannot honour: refusing beats pretending.
+    #[error("{field}: {message}")]
+    Unsupported { field: &'static str, message: &'static str },
+    #[error("serving certificate: {0}")]
+    Cert(#[from] CertError),
+    #[error("authentication.x509.clientCAFile: {0}")]
+    ClientCa(#[from] ClientCaError),
+    #[error("authentication.tokenFile: {0}")]
+    TokenFile(#[from] TokenFileError),
+    #[error("authorization.rbac.policyFiles: {0}")]
+    Rbac(#[from] RbacError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("upstream.readOnly: {0}")]
+    Upstream(#[from] UpstreamUrlError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// Problems with what the configuration asks for (exit 2), as opposed to run-time failures.
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, StartError::Bind { .. })
+    }
+}
+
+/// Refuses settings whose features this version does not have yet.
+pub fn check_supported(config: &Config) -> Result<(), StartError> {
+    let unsupported = |field, message| Err(StartError::Unsupported { field, message });
+    if config.authentication.webhook.enabled {
+        return unsupported(
+            "authentication.webhook.enabled",
+            "the TokenReview webhook is not available in this version; set it to false and use authentication.tokenFile",
+        );
+    }
+    if config.authorization.mode == AuthorizationMode::Webhook {
+        return unsupported(
+            "authorization.mode",
+            "Webhook (SubjectAccessReview) is not available in this version; use RBAC with policy files",
+        );
+    }
+    if matches!(config.serving_cert, CertSource::Bootstrap { .. }) {
+        return unsupported(
+            "serverTLSBootstrap",
+            "the CSR bootstrap is not available in this version",
+        );
+    }
+    if config.upstream.secure.is_some() {
+        return unsupported(
+            "upstream.secure.url",
+            "forwarding to the kubelet's own port is not available in this version",
+        );
+    }
+    if config.audit.is_some() {
+        return unsupported("audit.path", "the audit log is not available in this version");
+    }
+    Ok(())
+}
+
+/// The parts of a gateway, built but not yet listening.
+pub struct Built {
+    pub gateway: Arc<Gateway>,
+    pub tls: Arc<ServerConfig>,
+    pub serving: Arc<ServingCert>,
+    /// Things an operator should know (weak settings, odd policy files), for the start-up log.
+    pub warnings: Vec<String>,
+}
+
+pub fn build(config: &Config) -> Result<Built, StartError> {
+    check_supported(config)?;
+    let mut warnings = Vec::new();
+
+    let key = match &config.serving_cert {
+        CertSource::Files { cert, key } => certs::load_pair(cert, key)?,
+        CertSource::SelfSigned | CertSource::Bootstrap { .. } => {
+            let subject = self_signed_subject(config);
+            let (cert, key, generated) = self_signed::ensure(&config.cert_dir, &subject)?;
+            if generated {
+                tracing::info!(cert = %cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
+            }
+            certs::load_pair(&cert, &key)?
+        }
+    };
+    let serving = Arc::new(ServingCert::new(Some(key)));
+
+    let client_ca = config
+        .authentication
+        .client_ca_file
+        .as_deref()
+        .map(ClientCa::load)
+        .transpose()?;
+    let token_file = config
+        .authentication
+        .token_file
+        .as_deref()
+        .map(TokenFile::load)
+        .transpose()?;
+    if let Some(f) = &token_file {
+        warnings.extend(f.warnings.iter().cloned());
+    }
+    if config.authentication.anonymous {
+        warnings
+            .push("anonymous access is enabled: requests without credentials are reviewed as system:anonymous".into());
+    }
+
+    let authorizer = match config.authorization.mode {
+        AuthorizationMode::AlwaysAllow => {
+            warnings.push(
+                "authorization.mode is AlwaysAllow: every authenticated request is allowed (development only)".into(),
+            );
+            AnyAuthorizer::AlwaysAllow(AlwaysAllow)
+        }
+        AuthorizationMode::Rbac | AuthorizationMode::Webhook => {
+            let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
+            warnings.extend(policy.warnings().iter().cloned());
+            AnyAuthorizer::Rbac(RbacAuthorizer { policy })
+        }
+    };
+
+    let tls = tls::server_config(
+        serving.clone(),
+        client_ca.as_ref(),
+        config.tls_min_version,
+        &config.tls_cipher_suites,
+    )?;
+    let gateway = Gateway {
+        node_name: config.node_name.clone(),
+        authenticator: Authenticator::new(client_ca, token_file, config.authentication.anonymous),
+        authorizer,
+        upstream: Upstream::with_timeouts(
+            &config.upstream.read_only,
+            config.upstream.connect_timeout,
+            config.upstream.response_header_timeout,
+        )?,
+        fine_grained_authz: config.fine_grained_authz,
+        exec_requires_create: config.authorization.exec_requires_create,
+        stats: Default::default(),
+    };
+    Ok(Built {
+        gateway: Arc::new(gateway),
+        tls: Arc::new(tls),
+        serving,
+        warnings,
+    })
+}
+
+/// Names for the self-signed certificate: the node name and host name, and every address.
+fn self_signed_subject(config: &Config) -> self_signed::Subject {
+    let mut dns_names = BTreeSet::from([config.node_name.clone()]);
+    let mut ips = BTreeSet::new();
+    if config.node_addresses.is_empty() {
+        ips.extend(detected_addresses());
+    }
+    for address in &config.node_addresses {
+        match address {
+            NodeAddress::Ip(ip) => {
+                ips.insert(*ip);
+            }
+            NodeAddress::Dns(name) => {
+                dns_names.insert(name.clone());
+            }
+        }
+    }
+    self_signed::Subject {
+        host: config.node_name.clone(),
+        dns_names,
+        ips,
+    }
+}
+
+/// The host's interface addresses, without IPv6 link-local ones (never dialled by name).
+pub fn detected_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+        .collect()
+}
+
+/// Binds the listener, states the security posture, and serves until `shutdown` resolves.
+pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let built = build(config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    log_posture(config);
+    for w in &built.warnings {
+        tracing::warn!("{w}");
+    }
+    crate::server::serve(listener, built.tls, built.gateway, shutdown).await;
+    Ok(())
+}
+
+fn log_posture(config: &Config) {
+    let source = match &config.serving_cert {
+        CertSource::Files { .. } => "files",
+        CertSource::SelfSigned => "self-signed",
+        CertSource::Bootstrap { .. } => "csr-bootstrap",
+    };
+    tracing::info!(
+        listen = %config.listen,
+        node = %config.node_name,
+        certificate = source,
+        client_ca = config.authentication.client_ca_file.is_some(),
+        token_file = config.authentication.token_file.is_some(),
+        anonymous = config.authentication.anonymous,
+        authorization = ?config.authorization.mode,
+        fine_grained_authz = config.fine_grained_authz,
+        exec_requires_create = config.authorization.exec_requires_create,
+        upstream = %config.upstream.read_only,
+        "kubelet-gate listening"
+    );
+}

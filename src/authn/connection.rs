@@ -1,0 +1,68 @@
+//! The client certificate chain a TLS connection presented, with the verified identity
+//! remembered for the connection so that later requests on it skip chain verification.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::user::UserInfo;
+use super::x509::ClientCa;
+
+/// What the connection presented, shared by every request on it.
+#[derive(Default)]
+pub struct PeerIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    verified: OnceLock<Verified>,
+}
+
+struct Verified {
+    user: Option<Arc<UserInfo>>,
+    /// The earliest notAfter in the presented chain: past it the cached result is not used.
+    valid_until: u64,
+}
+
+impl PeerIdentity {
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        PeerIdentity {
+            chain,
+            verified: OnceLock::new(),
+        }
+    }
+
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The identity the chain proves, verified on first use. Failures are not remembered, so a
+    /// not-yet-valid certificate starts working when its time comes, as on the kubelet.
+    pub fn authenticate(&self, ca: &ClientCa) -> Result<Option<Arc<UserInfo>>, String> {
+        if self.chain.is_empty() {
+            return Ok(None);
+        }
+        let now = UnixTime::now();
+        if let Some(v) = self.verified.get()
+            && now.as_secs() < v.valid_until
+        {
+            return Ok(v.user.clone());
+        }
+        let user = ca
+            .authenticate(&self.chain, now)
+            .map_err(|e| e.to_string())?
+            .map(Arc::new);
+        let _ = self.verified.set(Verified {
+            user: user.clone(),
+            valid_until: earliest_not_after(&self.chain),
+        });
+        Ok(user)
+    }
+}
+
+fn earliest_not_after(chain: &[CertificateDer<'_>]) -> u64 {
+    chain
+        .iter()
+        .filter_map(|c| X509Certificate::from_der(c).ok())
+        .map(|(_, c)| u64::try_from(c.validity().not_after.timestamp()).unwrap_or(0))
+        .min()
+        .unwrap_or(0)
+}

@@ -1,0 +1,171 @@
+//! Authentication: who is calling. One chain in the kubelet's order (kubelet-behaviour.md
+//! §1.2–1.3): client certificate, then bearer token (static token file, then the TokenReview
+//! webhook), then the WebSocket subprotocol token, then anonymous. A presented credential that
+//! fails is a 401 even when anonymous access is on; only a request with no credential at all
+//! becomes `system:anonymous`.
+
+pub mod bearer;
+pub mod connection;
+pub mod token_file;
+pub mod user;
+pub mod websocket;
+pub mod x509;
+
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use http::{HeaderMap, HeaderValue};
+
+pub use connection::PeerIdentity;
+use token_file::TokenFile;
+pub use user::UserInfo;
+use x509::ClientCa;
+
+/// Which kind of credential established the identity; recorded for logs and audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    ClientCertificate,
+    BearerToken,
+    WebSocketToken,
+    Anonymous,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ClientCertificate => "x509",
+            CredentialKind::BearerToken => "token",
+            CredentialKind::WebSocketToken => "websocket-token",
+            CredentialKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// A successful authentication.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: Arc<UserInfo>,
+    pub credential: CredentialKind,
+}
+
+/// Why a request was refused before authorization. The reason is for the log only.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthnFailure {
+    /// 401 `Unauthorized`.
+    Unauthorized(String),
+    /// 400: the request is ambiguous (two `Authorization` headers).
+    Ambiguous(&'static str),
+    /// 431: a token over the size limit, refused without a lookup.
+    TooLarge,
+}
+
+/// Looks tokens up in the configured sources, in order. The webhook joins this list.
+pub struct TokenAuthenticators {
+    file: Option<TokenFile>,
+}
+
+impl TokenAuthenticators {
+    fn lookup(&self, token: &str) -> Option<Arc<UserInfo>> {
+        self.file.as_ref().and_then(|f| f.lookup(token))
+    }
+}
+
+/// The whole chain, built once from the configuration.
+pub struct Authenticator {
+    client_ca: Option<ClientCa>,
+    tokens: Option<TokenAuthenticators>,
+    anonymous: bool,
+}
+
+impl Authenticator {
+    pub fn new(client_ca: Option<ClientCa>, token_file: Option<TokenFile>, anonymous: bool) -> Self {
+        let tokens = token_file.map(|file| TokenAuthenticators { file: Some(file) });
+        Authenticator {
+            client_ca,
+            tokens,
+            anonymous,
+        }
+    }
+
+    pub fn client_ca(&self) -> Option<&ClientCa> {
+        self.client_ca.as_ref()
+    }
+
+    /// Authenticates a request. On success through a token, the credential is removed from
+    /// `headers` (the `Authorization` header, or the token entry of the subprotocol list).
+    pub fn authenticate(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Result<Authenticated, AuthnFailure> {
+        // Errors of earlier authenticators are kept but do not stop the chain: a later
+        // credential that succeeds wins (the API server's non-failing union).
+        let mut errors: Vec<String> = Vec::new();
+
+        if let Some(ca) = &self.client_ca {
+            match peer.authenticate(ca) {
+                Ok(Some(user)) => {
+                    return Ok(Authenticated {
+                        user,
+                        credential: CredentialKind::ClientCertificate,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+
+        if let Some(tokens) = &self.tokens {
+            match bearer::parse(headers) {
+                bearer::BearerHeader::Absent => {}
+                bearer::BearerHeader::Duplicate => {
+                    return Err(AuthnFailure::Ambiguous("multiple Authorization headers"));
+                }
+                bearer::BearerHeader::TooLarge => return Err(AuthnFailure::TooLarge),
+                bearer::BearerHeader::Invalid => errors.push("invalid bearer token (not ASCII)".into()),
+                bearer::BearerHeader::Token(token) => match tokens.lookup(token) {
+                    Some(user) => {
+                        headers.remove(AUTHORIZATION);
+                        return Ok(Authenticated {
+                            user,
+                            credential: CredentialKind::BearerToken,
+                        });
+                    }
+                    None => errors.push("invalid bearer token".into()),
+                },
+            }
+
+            match websocket::extract(headers) {
+                Ok(None) => {}
+                Err(websocket::ProtocolTokenError::TooLarge) => return Err(AuthnFailure::TooLarge),
+                Err(e) => errors.push(e.to_string()),
+                Ok(Some(found)) => match tokens.lookup(&found.token) {
+                    Some(user) => {
+                        match HeaderValue::from_str(&found.remaining) {
+                            Ok(v) => {
+                                headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+                            }
+                            Err(_) => {
+                                headers.remove(SEC_WEBSOCKET_PROTOCOL);
+                            }
+                        }
+                        return Ok(Authenticated {
+                            user,
+                            credential: CredentialKind::WebSocketToken,
+                        });
+                    }
+                    None => errors.push("invalid bearer token".into()),
+                },
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(AuthnFailure::Unauthorized(errors.join("; ")));
+        }
+        if self.anonymous {
+            return Ok(Authenticated {
+                user: user::anonymous(),
+                credential: CredentialKind::Anonymous,
+            });
+        }
+        Err(AuthnFailure::Unauthorized(
+            "no credential presented and anonymous access is disabled".into(),
+        ))
+    }
+}

@@ -1,0 +1,432 @@
+//! Validation: turns the raw schema into the typed [`Config`], naming the field and line of
+//! anything wrong.
+
+use super::*;
+
+/// Turns the schema into a `Config`, with errors that carry the file name and line.
+pub(super) struct Validator<'a> {
+    pub(super) file: &'a str,
+    pub(super) index: SourceIndex,
+    pub(super) base_dir: PathBuf,
+}
+
+impl Validator<'_> {
+    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        self.error_at(field, field, message)
+    }
+
+    /// An error about `field`, placed on the line of `located` (e.g. one list element).
+    fn error_at(&self, field: &str, located: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.index.line_of(located).or_else(|| self.index.line_of(field)),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let joined = self.base_dir.join(value);
+        // Drops `.` segments and trailing slashes; `..` stays, as symlinks may make it matter.
+        joined.components().collect()
+    }
+
+    fn opt_path(&self, value: Option<String>) -> Option<PathBuf> {
+        non_empty(value).map(|v| self.path(&v))
+    }
+
+    fn path_or(&self, value: Option<String>, default: &str) -> PathBuf {
+        self.path(&non_empty(value).unwrap_or_else(|| default.to_owned()))
+    }
+
+    fn duration(&self, field: &str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+        match non_empty(value) {
+            None => Ok(default),
+            Some(text) => parse_go_duration(&text).map_err(|e| self.error(field, e.to_string())),
+        }
+    }
+
+    /// Both or neither of a certificate and its key, as `(cert, key)`.
+    fn pair(
+        &self,
+        (cert_field, cert): (&str, Option<String>),
+        (key_field, key): (&str, Option<String>),
+    ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (non_empty(cert), non_empty(key)) {
+            (Some(cert), Some(key)) => Ok(Some((self.path(&cert), self.path(&key)))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(self.error(
+                cert_field,
+                format!("{cert_field} is set but {key_field} is not; set both or neither"),
+            )),
+            (None, Some(_)) => Err(self.error(
+                key_field,
+                format!("{key_field} is set but {cert_field} is not; set both or neither"),
+            )),
+        }
+    }
+
+    pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let must_be = |field: &str, value: Option<String>, want: &str| match value {
+            Some(v) if v == want => Ok(()),
+            Some(v) => Err(self.error(field, format!("unsupported value {v:?}; must be {want:?}"))),
+            None => Err(self.error(field, format!("missing; must be {want:?}"))),
+        };
+        must_be("apiVersion", raw.api_version, API_VERSION)?;
+        must_be("kind", raw.kind, KIND)?;
+
+        let node_name = match non_empty(raw.node_name) {
+            Some(name) if is_dns_subdomain(&name) => name,
+            Some(name) => {
+                return Err(self.error(
+                    "nodeName",
+                    format!("{name:?} is not a valid node name (a lower-case RFC 1123 subdomain)"),
+                ));
+            }
+            None => {
+                let name = host_name();
+                if !is_dns_subdomain(&name) {
+                    return Err(self.error(
+                        "nodeName",
+                        format!("the host name {name:?} is not a valid node name; set nodeName"),
+                    ));
+                }
+                name
+            }
+        };
+
+        let ip = match non_empty(raw.address) {
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(text) => text
+                .parse::<IpAddr>()
+                .map_err(|_| self.error("address", format!("{text:?} is not an IP address")))?,
+        };
+        let port = raw.port.unwrap_or(i64::from(DEFAULT_PORT));
+        let port = u16::try_from(port).ok().filter(|&p| p != 0).ok_or_else(|| {
+            self.error(
+                "port",
+                format!("port (--port) {port} must be between 1 and 65535, inclusive"),
+            )
+        })?;
+        let listen = SocketAddr::new(ip, port);
+
+        let files = self.pair(
+            ("tlsCertFile", raw.tls_cert_file),
+            ("tlsPrivateKeyFile", raw.tls_private_key_file),
+        )?;
+        let serving_cert = match (raw.server_tls_bootstrap.unwrap_or(false), files) {
+            (true, fallback) => ServingCert::Bootstrap { fallback },
+            (false, Some((cert, key))) => ServingCert::Files { cert, key },
+            (false, None) => ServingCert::SelfSigned,
+        };
+
+        let tls_min_version = match raw.tls_min_version.as_deref().unwrap_or("") {
+            "" | "VersionTLS12" => TlsVersion::Tls12,
+            "VersionTLS13" => TlsVersion::Tls13,
+            old @ ("VersionTLS10" | "VersionTLS11") => {
+                return Err(self.error(
+                    "tlsMinVersion",
+                    format!("{old} is not supported; the minimum is VersionTLS12"),
+                ));
+            }
+            other => {
+                return Err(self.error(
+                    "tlsMinVersion",
+                    format!("unknown tls version {other:?}; valid values: VersionTLS12, VersionTLS13"),
+                ));
+            }
+        };
+
+        let mut tls_cipher_suites = Vec::new();
+        for (i, name) in raw.tls_cipher_suites.unwrap_or_default().iter().enumerate() {
+            let field = "tlsCipherSuites";
+            let at = format!("{field}[{i}]");
+            match CipherSuiteName::from_go_name(name) {
+                Some(suite) if !tls_cipher_suites.contains(&suite) => tls_cipher_suites.push(suite),
+                Some(_) => {}
+                None if GO_SUITES_WITHOUT_RUSTLS.contains(&name.as_str()) => {
+                    return Err(self.error_at(
+                        field,
+                        &at,
+                        format!("cipher suite {name} is not supported by kubelet-gate (insecure)"),
+                    ));
+                }
+                None => {
+                    return Err(self.error_at(
+                        field,
+                        &at,
+                        format!("cipher suite {name} not supported or doesn't exist"),
+                    ));
+                }
+            }
+        }
+
+        let mut node_addresses = Vec::new();
+        for (i, text) in raw.node_addresses.unwrap_or_default().into_iter().enumerate() {
+            let address = if let Ok(ip) = text.parse::<IpAddr>() {
+                NodeAddress::Ip(ip)
+            } else if is_dns_subdomain(&text.to_ascii_lowercase()) {
+                NodeAddress::Dns(text.to_ascii_lowercase())
+            } else {
+                return Err(self.error_at(
+                    "nodeAddresses",
+                    &format!("nodeAddresses[{i}]"),
+                    format!("{text:?} is neither an IP address nor a DNS name"),
+                ));
+            };
+            node_addresses.push(address);
+        }
+
+        let kubeconfig = self.opt_path(raw.kubeconfig);
+
+        let api = raw.api_server.unwrap_or_default();
+        let request_timeout = self.duration("apiServer.requestTimeout", api.request_timeout, Duration::from_secs(5))?;
+        if request_timeout.is_zero() {
+            return Err(self.error("apiServer.requestTimeout", "must be greater than 0s"));
+        }
+        let max_in_flight = api.max_in_flight.unwrap_or(64);
+        let max_in_flight = usize::try_from(max_in_flight)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| self.error("apiServer.maxInFlight", format!("{max_in_flight} must be at least 1")))?;
+        let api_server = ApiServer {
+            request_timeout,
+            max_in_flight,
+            stale_if_error: self.duration("apiServer.staleIfError", api.stale_if_error, Duration::ZERO)?,
+        };
+
+        let authentication = self.authentication(raw.authentication.unwrap_or_default())?;
+        let authorization = self.authorization(raw.authorization.unwrap_or_default())?;
+        let fine_grained_authz = raw
+            .feature_gates
+            .and_then(|g| g.kubelet_fine_grained_authz)
+            .unwrap_or(true);
+        let upstream = self.upstream(raw.upstream.unwrap_or_default())?;
+
+        let logs = raw.logs.unwrap_or_default();
+        let logs = Logs {
+            node_log_dir: self.path_or(logs.node_log_dir, DEFAULT_NODE_LOG_DIR),
+            pod_log_dir: self.path_or(logs.pod_log_dir, DEFAULT_POD_LOG_DIR),
+        };
+
+        let ops_address = match non_empty(raw.ops.and_then(|o| o.address)) {
+            None => DEFAULT_OPS_ADDRESS,
+            Some(text) => text.parse::<SocketAddr>().map_err(|_| {
+                self.error(
+                    "ops.address",
+                    format!("{text:?} is not an IP:port address (IPv6 in brackets)"),
+                )
+            })?,
+        };
+        if ops_address.port() == listen.port() && addresses_overlap(ops_address.ip(), listen.ip()) {
+            return Err(self.error(
+                "ops.address",
+                format!("{ops_address} conflicts with the gateway's listen address {listen}"),
+            ));
+        }
+
+        let audit = match non_empty(raw.audit.and_then(|a| a.path)) {
+            None => None,
+            Some(p) if p == "-" => Some(AuditSink::Stdout),
+            Some(p) => Some(AuditSink::File(self.path(&p))),
+        };
+
+        Ok(Config {
+            node_name,
+            listen,
+            cert_dir: self.path_or(raw.cert_dir, DEFAULT_CERT_DIR),
+            serving_cert,
+            tls_min_version,
+            tls_cipher_suites,
+            node_addresses,
+            kubeconfig,
+            api_server,
+            authentication,
+            authorization,
+            fine_grained_authz,
+            upstream,
+            logs,
+            ops_address,
+            audit,
+        })
+    }
+
+    fn authentication(&self, raw: RawAuthentication) -> Result<Authentication, ConfigError> {
+        let webhook = raw.webhook.unwrap_or_default();
+        let audiences = webhook.audiences.unwrap_or_default();
+        if let Some(i) = audiences.iter().position(String::is_empty) {
+            return Err(self.error_at(
+                "authentication.webhook.audiences",
+                &format!("authentication.webhook.audiences[{i}]"),
+                "an audience must not be empty",
+            ));
+        }
+        Ok(Authentication {
+            client_ca_file: self.opt_path(raw.x509.and_then(|x| x.client_ca_file)),
+            webhook: TokenWebhook {
+                enabled: webhook.enabled.unwrap_or(true),
+                cache_ttl: self.duration(
+                    "authentication.webhook.cacheTTL",
+                    webhook.cache_ttl,
+                    Duration::from_secs(120),
+                )?,
+                audiences,
+            },
+            anonymous: raw.anonymous.and_then(|a| a.enabled).unwrap_or(false),
+            token_file: self.opt_path(raw.token_file),
+        })
+    }
+
+    fn authorization(&self, raw: RawAuthorization) -> Result<Authorization, ConfigError> {
+        let mode = match raw.mode.as_deref() {
+            None | Some("Webhook") => AuthorizationMode::Webhook,
+            Some("RBAC") => AuthorizationMode::Rbac,
+            Some("AlwaysAllow") => AuthorizationMode::AlwaysAllow,
+            Some("") => {
+                return Err(self.error("authorization.mode", "no authorization mode specified"));
+            }
+            Some(other) => {
+                return Err(self.error(
+                    "authorization.mode",
+                    format!("unknown authorization mode {other} (valid: Webhook, RBAC, AlwaysAllow)"),
+                ));
+            }
+        };
+        let webhook = raw.webhook.unwrap_or_default();
+        let files = raw.rbac.and_then(|r| r.policy_files).unwrap_or_default();
+        let mut rbac_policy_files = Vec::with_capacity(files.len());
+        for (i, file) in files.iter().enumerate() {
+            if file.is_empty() {
+                return Err(self.error_at(
+                    "authorization.rbac.policyFiles",
+                    &format!("authorization.rbac.policyFiles[{i}]"),
+                    "a policy file name must not be empty",
+                ));
+            }
+            rbac_policy_files.push(self.path(file));
+        }
+        Ok(Authorization {
+            mode,
+            cache_authorized_ttl: self.duration(
+                "authorization.webhook.cacheAuthorizedTTL",
+                webhook.cache_authorized_ttl,
+                Duration::from_secs(300),
+            )?,
+            cache_unauthorized_ttl: self.duration(
+                "authorization.webhook.cacheUnauthorizedTTL",
+                webhook.cache_unauthorized_ttl,
+                Duration::from_secs(30),
+            )?,
+            rbac_policy_files,
+            exec_requires_create: raw.exec_requires_create.unwrap_or(true),
+        })
+    }
+
+    fn upstream(&self, raw: RawUpstream) -> Result<Upstream, ConfigError> {
+        let read_only_text = non_empty(raw.read_only).unwrap_or_else(|| DEFAULT_READ_ONLY_UPSTREAM.to_owned());
+        let read_only = upstream_url(&read_only_text, "http").map_err(|m| self.error("upstream.readOnly", m))?;
+        let connect_timeout = self.duration("upstream.connectTimeout", raw.connect_timeout, Duration::from_secs(1))?;
+        let response_header_timeout = self.duration(
+            "upstream.responseHeaderTimeout",
+            raw.response_header_timeout,
+            Duration::from_secs(30),
+        )?;
+        for (field, d) in [
+            ("upstream.connectTimeout", connect_timeout),
+            ("upstream.responseHeaderTimeout", response_header_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(self.error(field, "must be greater than 0s".to_owned()));
+            }
+        }
+        let secure = raw.secure.unwrap_or_default();
+        let client_cert = self.pair(
+            ("upstream.secure.certFile", secure.cert_file),
+            ("upstream.secure.keyFile", secure.key_file),
+        )?;
+        let ca_file = self.opt_path(secure.ca_file);
+        let secure = match non_empty(secure.url) {
+            Some(text) => Some(SecureUpstream {
+                url: upstream_url(&text, "https").map_err(|m| self.error("upstream.secure.url", m))?,
+                ca_file,
+                cert_file: client_cert.as_ref().map(|(c, _)| c.clone()),
+                key_file: client_cert.as_ref().map(|(_, k)| k.clone()),
+            }),
+            None if ca_file.is_some() || client_cert.is_some() => {
+                return Err(self.error_at(
+                    "upstream.secure.url",
+                    "upstream.secure",
+                    "caFile, certFile or keyFile is set but url is empty",
+                ));
+            }
+            None => None,
+        };
+        Ok(Upstream {
+            read_only,
+            connect_timeout,
+            response_header_timeout,
+            secure,
+        })
+    }
+}
+
+/// Parses an upstream base URL: `scheme://host[:port]` with at most a `/` path, because the
+/// request path is appended verbatim and must be exactly the path that was authorized.
+pub(super) fn upstream_url(text: &str, scheme: &str) -> Result<http::Uri, String> {
+    let uri = text
+        .parse::<http::Uri>()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    if uri.scheme_str() != Some(scheme) {
+        return Err(format!("{text:?} must be a {scheme}:// URL"));
+    }
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .ok_or_else(|| format!("{text:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{text:?} must not contain user information"));
+    }
+    if let Some(port) = authority.as_str()[authority.host().len()..].strip_prefix(':')
+        && !matches!(port.parse::<u16>(), Ok(p) if p != 0)
+    {
+        return Err(format!("{text:?} has an invalid port"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{text:?} must not have a query"));
+    }
+    if !matches!(uri.path(), "" | "/") || text.contains('#') {
+        return Err(format!("{text:?} must not have a path"));
+    }
+    format!("{scheme}://{authority}/")
+        .parse::<http::Uri>()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))
+}
+
+pub(super) fn addresses_overlap(a: IpAddr, b: IpAddr) -> bool {
+    a == b || a.is_unspecified() || b.is_unspecified()
+}
+
+/// The kubelet's default node name: the host name, lower-cased.
+pub(super) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// An RFC 1123 subdomain as Kubernetes validates object names: lower-case labels of letters,
+/// digits and inner hyphens, 253 characters at most.
+pub(super) fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes.first() != Some(&b'-')
+                && bytes.last() != Some(&b'-')
+        })
+}

@@ -1,0 +1,26 @@
+//! kubelet-gate: the kubelet's port-10250 security in front of a node API that has none.
+//!
+//! A request travels through the modules in this order:
+//!
+//! 1. [`server`] accepts TCP on port 10250, completes the TLS handshake ([`tls`], with a
+//!    serving certificate from [`certs`]) and records the client's certificate chain without
+//!    judging it.
+//! 2. [`proxy::pipeline`] runs the phases: [`proxy::path`] refuses any non-canonical target
+//!    (400), [`proxy::routes`] answers unknown paths (404) as the kubelet's mux does,
+//!    [`authn`] finds the caller in the kubelet's order (client certificate, bearer token,
+//!    WebSocket token, anonymous), and [`authz`] reviews `nodes/<subresource>` as the kubelet
+//!    does, fine-grained subresources first.
+//! 3. An allowed request is forwarded by [`proxy::forward`] to the kubelet's read-only port,
+//!    or answered by the gateway itself.
+//!
+//! [`config`] turns the YAML file into a validated [`config::Config`] once; [`app`] wires the
+//! parts together from it.
+
+pub mod app;
+pub mod authn;
+pub mod authz;
+pub mod certs;
+pub mod config;
+pub mod proxy;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,100 @@
+//! The 10250 listener: accepts TCP, completes the TLS handshake within a deadline, records the
+//! client's certificate chain, and serves HTTP/1.1 and HTTP/2 on the connection through the
+//! gateway pipeline until shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::authn::PeerIdentity;
+use crate::proxy::pipeline::{Connection, Gateway};
+
+/// A client that has not finished its handshake by then is dropped (threats.md DS-02).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1 client must send its request headers within this time (DS-01).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may run once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
+/// for at most [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let gateway = gateway.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let chain = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let conn = Arc::new(Connection {
+                peer,
+                identity: PeerIdentity::new(chain),
+            });
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(gateway.handle(&conn, request).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            builder.http2().timer(TokioTimer::new()).max_concurrent_streams(250);
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing open connections"),
+    }
+}

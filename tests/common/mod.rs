@@ -1,0 +1,202 @@
+//! Shared helpers for the integration tests: test PKI made at run time, a TLS client, a
+//! recording stand-in for the kubelet's read-only port, and the real gateway on 127.0.0.1:0.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod pki;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kubelet_gate::config::Config;
+use kubelet_gate::proxy::pipeline::Gateway;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::oneshot;
+
+use client::TlsClient;
+use pki::{Ca, Leaf};
+use upstream::Upstream;
+
+pub const NODE: &str = "node-a";
+
+/// A token-file entry: token, user, uid, groups.
+pub struct TokenUser {
+    pub token: &'static str,
+    pub user: &'static str,
+    pub uid: &'static str,
+    pub groups: &'static [&'static str],
+}
+
+/// How to configure the gateway under test. Defaults: client CA on, tokens on, anonymous off,
+/// RBAC with the policy given.
+pub struct Setup {
+    pub anonymous: bool,
+    pub client_ca: bool,
+    pub tokens: Vec<TokenUser>,
+    pub rbac: Vec<String>,
+    pub mode: &'static str,
+    pub exec_requires_create: bool,
+    pub fine_grained: bool,
+    pub upstream: Option<String>,
+    pub extra_yaml: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            anonymous: false,
+            client_ca: true,
+            tokens: Vec::new(),
+            rbac: Vec::new(),
+            mode: "RBAC",
+            exec_requires_create: true,
+            fine_grained: true,
+            upstream: None,
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+/// A ClusterRole granting `verbs` on `resources` and a ClusterRoleBinding of it to a user.
+pub fn grant_user(user: &str, resources: &[&str], verbs: &[&str]) -> String {
+    grant("User", user, resources, verbs)
+}
+
+pub fn grant_group(group: &str, resources: &[&str], verbs: &[&str]) -> String {
+    grant("Group", group, resources, verbs)
+}
+
+fn grant(kind: &str, name: &str, resources: &[&str], verbs: &[&str]) -> String {
+    let id = format!("{kind}-{name}-{}-{}", resources.join("."), verbs.join("."))
+        .replace([':', '/', '*', ' '], "_")
+        .to_lowercase();
+    let list = |items: &[&str]| items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r-{id}\nrules:\n- apiGroups: [\"\"]\n  resources: [{}]\n  verbs: [{}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: b-{id}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: r-{id}\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: {kind}\n  name: \"{name}\"\n",
+        list(resources),
+        list(verbs)
+    )
+}
+
+/// A running gateway, its stand-in upstream, and the PKI around them.
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub upstream: Upstream,
+    pub gateway: Arc<Gateway>,
+    pub client_ca: Ca,
+    pub serving_ca: CertificateDer<'static>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start(setup: Setup) -> Harness {
+        let upstream = Upstream::start().await;
+        Self::start_with(setup, upstream).await
+    }
+
+    pub async fn start_with(setup: Setup, upstream: Upstream) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client_ca = Ca::new("test-client-ca");
+        let ca_path = dir.path().join("client-ca.crt");
+        client_ca.write_pem(&ca_path);
+        let yaml = config_yaml(&setup, dir.path(), &upstream);
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        let config = Config::load(&config_path).expect("test config is valid");
+        let built = kubelet_gate::app::build(&config).expect("gateway builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let gateway = built.gateway.clone();
+        tokio::spawn(kubelet_gate::server::serve(
+            listener,
+            built.tls,
+            built.gateway,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let crt = std::fs::read(dir.path().join("pki/kubelet.crt")).expect("self-signed cert written");
+        let serving_ca = CertificateDer::pem_slice_iter(&crt)
+            .nth(1)
+            .expect("CA after the leaf")
+            .expect("PEM");
+        Harness {
+            addr,
+            upstream,
+            gateway,
+            client_ca,
+            serving_ca,
+            dir,
+            config,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// A client that trusts the gateway's serving CA and presents no certificate.
+    pub fn client(&self) -> TlsClient {
+        TlsClient::new(std::slice::from_ref(&self.serving_ca))
+    }
+
+    /// A client presenting `leaf`.
+    pub fn client_with(&self, leaf: &Leaf) -> TlsClient {
+        self.client().with_identity(leaf)
+    }
+
+    pub fn reviews(&self) -> u64 {
+        self.gateway.stats.reviews.load(Ordering::Relaxed)
+    }
+
+    pub fn authentications(&self) -> u64 {
+        self.gateway.stats.authentications.load(Ordering::Relaxed)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> String {
+    let mut tokens = String::new();
+    for t in &setup.tokens {
+        tokens.push_str(&format!(
+            "{},{},{},\"{}\"\n",
+            t.token,
+            t.user,
+            t.uid,
+            t.groups.join(",")
+        ));
+    }
+    std::fs::write(dir.join("tokens.csv"), tokens).expect("tokens");
+    let mut policy_files = Vec::new();
+    for (i, doc) in setup.rbac.iter().enumerate() {
+        let name = format!("rbac-{i}.yaml");
+        std::fs::write(dir.join(&name), doc).expect("rbac");
+        policy_files.push(name);
+    }
+    let client_ca = if setup.client_ca { "client-ca.crt" } else { "" };
+    let upstream_url = setup.upstream.clone().unwrap_or_else(|| upstream.url());
+    format!(
+        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: pki\nnodeAddresses: [127.0.0.1, localhost]\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: false}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        setup.anonymous,
+        setup.mode,
+        policy_files.join(", "),
+        setup.exec_requires_create,
+        setup.fine_grained,
+        setup.extra_yaml,
+    )
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real gateway over real TLS on 127.0.0.1, a recording stand-in for
+//! the kubelet's read-only port, and test PKI generated at run time. One binary, to keep
+//! link time down.
+
+mod common;
+
+mod integration {
+    pub mod authentication;
+    pub mod authorization;
+    pub mod forwarding;
+    pub mod paths;
+    pub mod startup;
+}

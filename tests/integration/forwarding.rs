@@ -1,0 +1,241 @@
+//! Forwarding to the read-only port: the exact header set the upstream sees (threats.md HH-*),
+//! identity never travelling in headers, streamed bodies, and generic 502/504 answers when the
+//! upstream fails (US-06, F10, F11).
+
+use std::time::{Duration, Instant};
+
+use crate::common::upstream::{Behaviour, Upstream};
+use crate::common::{Harness, Setup, TokenUser, grant_user};
+
+const READER: TokenUser = TokenUser {
+    token: "reader-token",
+    user: "reader",
+    uid: "1",
+    groups: &["readers"],
+};
+
+fn setup() -> Setup {
+    Setup {
+        tokens: vec![READER],
+        rbac: vec![grant_user(
+            "reader",
+            &["nodes/pods", "nodes/metrics", "nodes/stats", "nodes/healthz"],
+            &["*"],
+        )],
+        ..Setup::default()
+    }
+}
+
+fn names(seen: &crate::common::upstream::Seen) -> Vec<String> {
+    let mut n: Vec<String> = seen.headers.iter().map(|(k, _)| k.clone()).collect();
+    n.sort();
+    n.dedup();
+    n
+}
+
+#[tokio::test]
+async fn the_upstream_sees_no_credential_identity_or_hop_by_hop_header() {
+    let h = Harness::start(setup()).await;
+    let c = h.client().with_alpn(&[b"http/1.1"]);
+    let hostile = [
+        ("authorization", "Bearer reader-token"),
+        ("x-remote-user", "system:admin"),
+        ("x-remote-group", "system:masters"),
+        ("x-remote-extra-scopes", "x"),
+        ("impersonate-user", "system:admin"),
+        ("impersonate-group", "system:masters"),
+        ("impersonate-uid", "0"),
+        ("impersonate-extra-scopes", "x"),
+        ("proxy-authorization", "Basic eDp5"),
+        ("connection", "keep-alive, Foo"),
+        ("foo", "bar"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("te", "gzip"),
+        ("upgrade", "h2c"),
+        ("x-forwarded-for", "10.9.9.9"),
+        ("x-forwarded-host", "evil"),
+        ("forwarded", "for=10.9.9.9"),
+        ("accept", "application/json"),
+        ("user-agent", "kubectl/v1.36"),
+    ];
+    let reply = c.get(h.addr, "/pods", &hostile).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = &h.upstream.seen()[0];
+    assert_eq!(
+        names(seen),
+        ["accept", "host", "user-agent", "x-forwarded-for"],
+        "{:?}",
+        seen.headers
+    );
+    let value = |name: &str| seen.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(
+        value("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "the TCP peer, not the client's claim"
+    );
+    assert_eq!(value("host"), Some(h.upstream.addr().to_string().as_str()));
+    assert_eq!(seen.method, "GET");
+}
+
+#[tokio::test]
+async fn authorization_is_stripped_on_anonymous_routes_too() {
+    let mut s = setup();
+    s.anonymous = true;
+    s.rbac
+        .push(grant_user("system:anonymous", &["nodes/healthz"], &["get"]));
+    let h = Harness::start(s).await;
+    // A non-bearer Authorization header is no credential: anonymous, allowed, and still stripped.
+    let reply = h
+        .client()
+        .get(h.addr, "/healthz", &[("authorization", "Basic eDp5")])
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(h.upstream.seen()[0].headers.iter().all(|(k, _)| k != "authorization"));
+}
+
+#[tokio::test]
+async fn responses_are_relayed_over_http1_and_http2() {
+    let h = Harness::start(setup()).await;
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let reply = h
+            .client()
+            .with_alpn(&[alpn])
+            .get(h.addr, "/healthz", &[("authorization", "Bearer reader-token")])
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "ok");
+        let want = if alpn == b"h2" {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
+        assert_eq!(reply.version, want);
+    }
+    let reply = h
+        .client()
+        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!(
+        reply.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/json"[..])
+    );
+    assert!(reply.text().contains("\"kind\":\"PodList\""));
+    // Upstream 405 for a debug stub is passed through unchanged.
+    assert_eq!(
+        h.upstream.seen().iter().map(|s| s.version).collect::<Vec<_>>(),
+        [http::Version::HTTP_11; 3]
+    );
+}
+
+#[tokio::test]
+async fn request_bodies_are_forwarded() {
+    let h = Harness::start(setup()).await;
+    let request = http::Request::post("/stats/summary")
+        .header("authorization", "Bearer reader-token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"only_cpu_and_memory=true",
+        )))
+        .expect("request");
+    let reply = h.client().send(h.addr, request).await.expect("reply");
+    assert_eq!(reply.status, 200);
+    assert_eq!(h.upstream.seen()[0].body, b"only_cpu_and_memory=true");
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through() {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(Behaviour::BigBody {
+        bytes: 64 * 1024 * 1024,
+    });
+    let h = Harness::start_with(setup(), upstream).await;
+    let reply = h
+        .client()
+        .get(h.addr, "/metrics/cadvisor", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 64 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_generic_502() {
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr().to_string();
+    upstream.stop().await;
+    let h = Harness::start_with(setup(), upstream).await;
+    let started = Instant::now();
+    let reply = h
+        .client()
+        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.text(), "502 Bad Gateway\n");
+    assert!(!reply.text().contains(&addr) && !reply.text().contains("127.0.0.1"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The client connection stays usable for the next request.
+    let reply = h.client().get(h.addr, "/foo", &[]).await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test]
+async fn upstream_garbage_is_502() {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(Behaviour::Garbage);
+    let h = Harness::start_with(setup(), upstream).await;
+    let reply = h
+        .client()
+        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (502, "502 Bad Gateway\n")
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_504_after_the_header_timeout() {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(Behaviour::Hang);
+    let mut s = setup();
+    s.extra_yaml = "  responseHeaderTimeout: 1s\n".into();
+    let h = Harness::start_with(s, upstream).await;
+    let started = Instant::now();
+    let reply = h
+        .client()
+        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (504, "504 Gateway Timeout\n")
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_but_answering_upstream_is_relayed() {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(Behaviour::SlowHeaders(Duration::from_millis(300)));
+    let h = Harness::start_with(setup(), upstream).await;
+    let reply = h
+        .client()
+        .get(h.addr, "/healthz", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
+}
+
+#[tokio::test]
+async fn a_101_to_a_plain_request_is_not_spliced() {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(Behaviour::Upgrade101);
+    let h = Harness::start_with(setup(), upstream).await;
+    let reply = h
+        .client()
+        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
+        .await;
+    assert_ne!(reply.status, 101);
+}

@@ -1,0 +1,158 @@
+//! The command line: configuration errors name the field and line and exit 2, broken
+//! certificate files stop the start naming the file, and the quick start runs as the README
+//! says.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubelet-gate");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run kubelet-gate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> String {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!("apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\n{body}"),
+    )
+    .expect("write");
+    path.display().to_string()
+}
+
+const OFFLINE: &str = "authentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n";
+
+#[test]
+fn unknown_field_names_the_field_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        "authentication:\n  webhook:\n    enabled: false\n    cachettl: 2m\n",
+    );
+    let (code, _, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cachettl"), "{err}");
+    assert!(err.contains(":6"), "line 6 named: {err}");
+}
+
+#[test]
+fn ill_typed_value_exits_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(dir.path(), "port: abc\n");
+    let (code, _, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port") && err.contains(":3"), "{err}");
+}
+
+#[test]
+fn features_not_in_this_version_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(dir.path(), "nodeName: n\n");
+    let (code, _, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 2, "the webhook default is refused: {err}");
+    assert!(err.contains("authentication.webhook.enabled"), "{err}");
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let (code, out, err) = run(&["check-config", "--config", "config/quickstart.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kind: GatewayConfiguration"), "{out}");
+    assert!(out.contains("mode: RBAC"), "{out}");
+}
+
+#[test]
+fn a_missing_or_broken_certificate_file_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        &format!("address: 127.0.0.1\nport: 1\ntlsCertFile: missing.crt\ntlsPrivateKeyFile: missing.key\n{OFFLINE}"),
+    );
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.crt"), "{err}");
+
+    std::fs::write(
+        dir.path().join("bad.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .expect("w");
+    std::fs::write(dir.path().join("bad.key"), "nothing").expect("w");
+    let cfg = write_config(
+        dir.path(),
+        &format!("address: 127.0.0.1\nport: 1\ntlsCertFile: bad.crt\ntlsPrivateKeyFile: bad.key\n{OFFLINE}"),
+    );
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.crt"), "{err}");
+}
+
+#[tokio::test]
+async fn quickstart_serves_and_answers_as_the_readme_says() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let certs = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            "config/quickstart.yaml",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--cert-dir", &certs.path().display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the quick start did not listen");
+    let crt = std::fs::read(certs.path().join("kubelet.crt")).expect("self-signed certificate");
+    use rustls_pki_types::pem::PemObject;
+    let ca = rustls_pki_types::CertificateDer::pem_slice_iter(&crt)
+        .nth(1)
+        .expect("CA")
+        .expect("PEM");
+    let client = crate::common::client::TlsClient::new(&[ca]);
+    let no_credentials = client.get(addr, "/pods", &[]).await;
+    let admin = client
+        .get(addr, "/healthz", &[("authorization", "Bearer admin-token")])
+        .await;
+    let viewer = client
+        .get(addr, "/pods", &[("authorization", "Bearer metrics-token")])
+        .await;
+    let unknown = client.get(addr, "/foo", &[]).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (no_credentials.status.as_u16(), no_credentials.text().as_str()),
+        (401, "Unauthorized")
+    );
+    assert_eq!(
+        admin.status,
+        502,
+        "allowed, and no kubelet on this machine: {}",
+        admin.text()
+    );
+    assert_eq!(
+        viewer.text(),
+        "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+    );
+    assert_eq!(unknown.text(), "404 page not found\n");
+}
