@@ -10,4 +10,5 @@ mod integration {
     pub mod forwarding;
     pub mod paths;
     pub mod startup;
+    pub mod tls;
 }

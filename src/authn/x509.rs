@@ -29,6 +29,8 @@ pub enum ClientCaError {
 pub enum X509Error {
     #[error("verifying certificate {id} failed: {source}")]
     Verify { id: String, source: rustls::Error },
+    #[error("certificate SN={0} may sign certificates (keyCertSign or CA:TRUE), so it is no client identity")]
+    NotEndEntity(String),
     #[error("parsing client certificate: {0}")]
     Parse(String),
     #[error("UID cannot be an empty string")]
@@ -102,6 +104,17 @@ impl ClientCa {
 /// and the credential id `X509SHA256=<hex of the leaf DER>`.
 pub fn user_from_leaf(leaf: &CertificateDer<'_>) -> Result<Option<UserInfo>, X509Error> {
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| X509Error::Parse(e.to_string()))?;
+    // Stricter than Go (threats.md AN-05): a certificate that can issue certificates is a CA,
+    // whatever its basic constraints say, and a CA is nobody's identity.
+    let signs_certificates = cert
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|ku| ku.value.key_cert_sign())
+        || cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+    if signs_certificates {
+        return Err(X509Error::NotEndEntity(cert.serial.to_string()));
+    }
     let subject = cert.subject();
     // Go keeps the last CN when a subject carries several.
     let name = match subject.iter_common_name().last() {

@@ -109,11 +109,20 @@ impl Harness {
     }
 
     pub async fn start_with(setup: Setup, upstream: Upstream) -> Harness {
+        Self::start_full(setup, upstream, "").await
+    }
+
+    /// With extra top-level YAML fields (e.g. `tlsMinVersion`).
+    pub async fn start_with_top(setup: Setup, top_yaml: &str) -> Harness {
+        Self::start_full(setup, Upstream::start().await, top_yaml).await
+    }
+
+    async fn start_full(setup: Setup, upstream: Upstream, top_yaml: &str) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let client_ca = Ca::new("test-client-ca");
         let ca_path = dir.path().join("client-ca.crt");
         client_ca.write_pem(&ca_path);
-        let yaml = config_yaml(&setup, dir.path(), &upstream);
+        let yaml = format!("{top_yaml}{}", config_yaml(&setup, dir.path(), &upstream));
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = Config::load(&config_path).expect("test config is valid");

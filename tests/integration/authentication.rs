@@ -399,3 +399,101 @@ async fn websocket_subprotocol_token() {
     assert_eq!(c.get(h.addr, "/pods", &bad_token).await.status, 401);
     assert_eq!(h.upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn webpki_checks_stricter_than_go_are_401() {
+    let mut s = setup(false);
+    s.rbac = vec![grant_group("system:authenticated", &["nodes/pods"], &["get"])];
+    let h = Harness::start(s).await;
+    let status = |leaf: crate::common::pki::Leaf| {
+        let c = h.client_with(&leaf);
+        async move { c.get(h.addr, "/pods", &[]).await.status.as_u16() }
+    };
+    // AN-05: a leaf that could sign certificates is not an end entity.
+    assert_eq!(
+        status(h.client_ca.client(ClientSpec::new("x").key_cert_sign(true))).await,
+        401,
+        "keyCertSign leaf"
+    );
+    // AN-06: an unknown critical extension. rustls's own client will not even send such a
+    // certificate, so the authenticator is asked directly.
+    let ca =
+        kubelet_gate::authn::x509::ClientCa::from_pem(std::path::Path::new("ca"), h.client_ca.cert_pem().as_bytes())
+            .expect("CA");
+    let critical = h.client_ca.client(ClientSpec::new("x").unknown_critical_ext(true));
+    let verdict = ca.authenticate(&critical.chain, rustls_pki_types::UnixTime::now());
+    assert!(verdict.is_err(), "unknown critical extension: {verdict:?}");
+    let plain = h.client_ca.client(ClientSpec::new("x"));
+    assert!(matches!(
+        ca.authenticate(&plain.chain, rustls_pki_types::UnixTime::now()),
+        Ok(Some(_))
+    ));
+    // AN-07: a pathLen of 0 forbids a second intermediate below the first.
+    let first = h
+        .client_ca
+        .intermediate("level-1", IntermediateOpts::default().path_len(0));
+    let second = first.intermediate("level-2", IntermediateOpts::default());
+    assert_eq!(
+        status(second.client(ClientSpec::new("x"))).await,
+        401,
+        "pathLen violated"
+    );
+    // The same depth without the constraint is fine.
+    let open = h
+        .client_ca
+        .intermediate("open-1", IntermediateOpts::default())
+        .intermediate("open-2", IntermediateOpts::default());
+    assert_eq!(
+        status(open.client(ClientSpec::new("x"))).await,
+        200,
+        "two intermediates"
+    );
+    // AN-09: a name-constrained intermediate never vouches for a subject outside its subtree.
+    // webpki cannot evaluate directoryName constraints and refuses any chain through one:
+    // fail closed, even for a subject inside the subtree.
+    let team = h
+        .client_ca
+        .intermediate("team-a-ca", IntermediateOpts::default().permitted_org("team-a"));
+    let outside = team.client(ClientSpec::new("x").orgs(&["system:masters"]));
+    assert_eq!(status(outside.clone()).await, 401, "outside the constraint");
+    let inside = team.client(ClientSpec::new("x").orgs(&["team-a"]));
+    let verdict = ca.authenticate(&inside.chain, rustls_pki_types::UnixTime::now());
+    assert!(
+        verdict.is_err(),
+        "a directoryName constraint is not evaluated, so refused: {verdict:?}"
+    );
+    assert_eq!(status(inside).await, 401, "inside the constraint, refused all the same");
+}
+
+#[tokio::test]
+async fn a_pathological_chain_is_refused_quickly() {
+    let h = Harness::start(setup(false)).await;
+    // AN-08: 50 certificates of client-supplied "intermediates".
+    let ca = h.client_ca.intermediate("loop-ca", IntermediateOpts::default());
+    let mut extra = Vec::new();
+    for _ in 0..49 {
+        extra.extend(ca.chain());
+    }
+    let leaf = crate::common::pki::Ca::new("elsewhere")
+        .client(ClientSpec::new("x"))
+        .with_chain(extra);
+    let started = std::time::Instant::now();
+    let reply = h.client_with(&leaf).get(h.addr, "/pods", &[]).await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn anonymous_never_reaches_exec() {
+    let h = Harness::start(setup(true)).await;
+    let reply = h.client().request(h.addr, "POST", "/exec/ns/p/c?command=id", &[]).await;
+    assert_eq!(
+        reply.text(),
+        "Forbidden (user=system:anonymous, verb=create, resource=nodes, subresource(s)=[proxy])\n"
+    );
+    assert_eq!(h.upstream.count(), 0);
+}

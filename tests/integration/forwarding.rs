@@ -239,3 +239,25 @@ async fn a_101_to_a_plain_request_is_not_spliced() {
         .await;
     assert_ne!(reply.status, 101);
 }
+
+#[tokio::test]
+async fn folded_or_cr_injected_headers_never_reach_the_upstream() {
+    let h = Harness::start(setup()).await;
+    let c = h.client().with_alpn(&[b"http/1.1"]);
+    let cases: [&[u8]; 3] = [
+        b"GET /pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reader-token\r\nX-Foo: a\r\n X-Remote-User: admin\r\nConnection: close\r\n\r\n",
+        b"GET /pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reader-token\r\nX-Foo: a\rX-Remote-User: admin\r\nConnection: close\r\n\r\n",
+        b"GET /pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reader-token\r\nX-Foo: a\x00b\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in cases {
+        let bytes = c.raw(h.addr, raw).await;
+        let status = crate::common::client::parse_raw_response(&bytes).map(|(s, _, _)| s);
+        assert!(
+            matches!(status, Some(400) | None),
+            "{}: {status:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_eq!(h.upstream.count(), 0);
+    assert_eq!(h.authentications(), 0);
+}
