@@ -4,7 +4,6 @@
 
 pub mod attributes;
 pub mod rbac;
-mod rbac_builtin;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +59,7 @@ pub struct RbacAuthorizer {
 impl Authorizer for RbacAuthorizer {
     async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
         // RBAC never denies; like the API server's, it has no opinion when nothing grants.
-        let grant = self.policy.authorize_ref(
+        let grant = self.policy.authorize(
             &a.user.name,
             &a.user.groups,
             a.verb,

@@ -26,6 +26,19 @@ fn setup() -> Setup {
     }
 }
 
+/// A gateway in front of an upstream that behaves as `behaviour`.
+async fn gateway_with(behaviour: Behaviour, setup: Setup) -> Harness {
+    let upstream = Upstream::start().await;
+    upstream.set_behaviour(behaviour);
+    Harness::start_with(setup, upstream).await
+}
+
+async fn reader_get(h: &Harness, path: &str) -> crate::common::client::Reply {
+    h.client()
+        .get(h.addr, path, &[("authorization", "Bearer reader-token")])
+        .await
+}
+
 fn names(seen: &crate::common::upstream::Seen) -> Vec<String> {
     let mut n: Vec<String> = seen.headers.iter().map(|(k, _)| k.clone()).collect();
     n.sort();
@@ -112,10 +125,7 @@ async fn responses_are_relayed_over_http1_and_http2() {
         };
         assert_eq!(reply.version, want);
     }
-    let reply = h
-        .client()
-        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
-        .await;
+    let reply = reader_get(&h, "/pods").await;
     assert_eq!(
         reply.headers.get("content-type").map(|v| v.as_bytes()),
         Some(&b"application/json"[..])
@@ -145,15 +155,14 @@ async fn request_bodies_are_forwarded() {
 
 #[tokio::test]
 async fn large_bodies_stream_through() {
-    let upstream = Upstream::start().await;
-    upstream.set_behaviour(Behaviour::BigBody {
-        bytes: 64 * 1024 * 1024,
-    });
-    let h = Harness::start_with(setup(), upstream).await;
-    let reply = h
-        .client()
-        .get(h.addr, "/metrics/cadvisor", &[("authorization", "Bearer reader-token")])
-        .await;
+    let h = gateway_with(
+        Behaviour::BigBody {
+            bytes: 64 * 1024 * 1024,
+        },
+        setup(),
+    )
+    .await;
+    let reply = reader_get(&h, "/metrics/cadvisor").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), 64 * 1024 * 1024);
 }
@@ -165,10 +174,7 @@ async fn upstream_down_is_a_generic_502() {
     upstream.stop().await;
     let h = Harness::start_with(setup(), upstream).await;
     let started = Instant::now();
-    let reply = h
-        .client()
-        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
-        .await;
+    let reply = reader_get(&h, "/pods").await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.text(), "502 Bad Gateway\n");
     assert!(!reply.text().contains(&addr) && !reply.text().contains("127.0.0.1"));
@@ -180,13 +186,8 @@ async fn upstream_down_is_a_generic_502() {
 
 #[tokio::test]
 async fn upstream_garbage_is_502() {
-    let upstream = Upstream::start().await;
-    upstream.set_behaviour(Behaviour::Garbage);
-    let h = Harness::start_with(setup(), upstream).await;
-    let reply = h
-        .client()
-        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
-        .await;
+    let h = gateway_with(Behaviour::Garbage, setup()).await;
+    let reply = reader_get(&h, "/pods").await;
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
         (502, "502 Bad Gateway\n")
@@ -195,16 +196,11 @@ async fn upstream_garbage_is_502() {
 
 #[tokio::test]
 async fn an_upstream_that_never_answers_is_504_after_the_header_timeout() {
-    let upstream = Upstream::start().await;
-    upstream.set_behaviour(Behaviour::Hang);
     let mut s = setup();
     s.extra_yaml = "  responseHeaderTimeout: 1s\n".into();
-    let h = Harness::start_with(s, upstream).await;
+    let h = gateway_with(Behaviour::Hang, s).await;
     let started = Instant::now();
-    let reply = h
-        .client()
-        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
-        .await;
+    let reply = reader_get(&h, "/pods").await;
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
         (504, "504 Gateway Timeout\n")
@@ -218,25 +214,15 @@ async fn an_upstream_that_never_answers_is_504_after_the_header_timeout() {
 
 #[tokio::test]
 async fn a_slow_but_answering_upstream_is_relayed() {
-    let upstream = Upstream::start().await;
-    upstream.set_behaviour(Behaviour::SlowHeaders(Duration::from_millis(300)));
-    let h = Harness::start_with(setup(), upstream).await;
-    let reply = h
-        .client()
-        .get(h.addr, "/healthz", &[("authorization", "Bearer reader-token")])
-        .await;
+    let h = gateway_with(Behaviour::SlowHeaders(Duration::from_millis(300)), setup()).await;
+    let reply = reader_get(&h, "/healthz").await;
     assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "ok"));
 }
 
 #[tokio::test]
 async fn a_101_to_a_plain_request_is_not_spliced() {
-    let upstream = Upstream::start().await;
-    upstream.set_behaviour(Behaviour::Upgrade101);
-    let h = Harness::start_with(setup(), upstream).await;
-    let reply = h
-        .client()
-        .get(h.addr, "/pods", &[("authorization", "Bearer reader-token")])
-        .await;
+    let h = gateway_with(Behaviour::Upgrade101, setup()).await;
+    let reply = reader_get(&h, "/pods").await;
     assert_ne!(reply.status, 101);
 }
 

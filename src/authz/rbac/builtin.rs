@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::rbac::Rule;
+use super::Rule;
 
 struct BuiltinRule {
     verbs: &'static [&'static str],
