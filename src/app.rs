@@ -11,11 +11,15 @@ use tokio::net::TcpListener;
 
 use crate::authn::Authenticator;
 use crate::authn::token_file::{TokenFile, TokenFileError};
+use crate::authn::token_review::TokenReviewer;
 use crate::authn::x509::{ClientCa, ClientCaError};
 use crate::authz::rbac::{RbacError, RbacPolicy};
+use crate::authz::webhook::SarAuthorizer;
 use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
 use crate::certs::{self, CertError, self_signed};
+use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
+use crate::k8s::{ApiServer, Backoff, CallPolicy, ClientError};
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
 use crate::proxy::pipeline::Gateway;
 use crate::tls::{self, ServingCert, TlsError};
@@ -37,6 +41,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("upstream.readOnly: {0}")]
     Upstream(#[from] UpstreamUrlError),
+    #[error("kubeconfig: {0}")]
+    ApiClient(#[from] ClientError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -54,18 +60,6 @@ impl StartError {
 /// Refuses settings whose features this version does not have yet.
 pub fn check_supported(config: &Config) -> Result<(), StartError> {
     let unsupported = |field, message| Err(StartError::Unsupported { field, message });
-    if config.authentication.webhook.enabled {
-        return unsupported(
-            "authentication.webhook.enabled",
-            "the TokenReview webhook is not available in this version; set it to false and use authentication.tokenFile",
-        );
-    }
-    if config.authorization.mode == AuthorizationMode::Webhook {
-        return unsupported(
-            "authorization.mode",
-            "Webhook (SubjectAccessReview) is not available in this version; use RBAC with policy files",
-        );
-    }
     if matches!(config.serving_cert, CertSource::Bootstrap { .. }) {
         return unsupported(
             "serverTLSBootstrap",
@@ -93,8 +87,29 @@ pub struct Built {
     pub warnings: Vec<String>,
 }
 
-pub fn build(config: &Config) -> Result<Built, StartError> {
+/// What tests (and nothing else) vary: the clock the caches read and the API server backoff.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub clock: Clock,
+    pub backoff: Backoff,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            clock: Clock::system(),
+            backoff: Backoff::KUBELET,
+        }
+    }
+}
+
+pub async fn build(config: &Config) -> Result<Built, StartError> {
+    build_with(config, BuildOptions::default()).await
+}
+
+pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built, StartError> {
     check_supported(config)?;
+    crate::tls::install_default_provider();
     let mut warnings = Vec::new();
 
     let key = match &config.serving_cert {
@@ -130,6 +145,37 @@ pub fn build(config: &Config) -> Result<Built, StartError> {
             .push("anonymous access is enabled: requests without credentials are reviewed as system:anonymous".into());
     }
 
+    let needs_api = config.authentication.webhook.enabled || config.authorization.mode == AuthorizationMode::Webhook;
+    let api = match needs_api {
+        true => {
+            let policy = CallPolicy {
+                deadline: config.api_server.request_timeout,
+                max_in_flight: config.api_server.max_in_flight,
+                backoff: options.backoff,
+            };
+            Some(Arc::new(
+                ApiServer::connect(config.kubeconfig.as_deref(), policy).await?,
+            ))
+        }
+        false => None,
+    };
+    let stale = config.api_server.stale_if_error;
+    if !stale.is_zero() {
+        warnings.push(format!(
+            "apiServer.staleIfError is {stale:?}: expired identities and decisions stand in while the API server is unreachable"
+        ));
+    }
+    let token_reviewer = match (&api, config.authentication.webhook.enabled) {
+        (Some(api), true) => Some(TokenReviewer::new(
+            api.clone(),
+            config.authentication.webhook.cache_ttl,
+            config.authentication.webhook.audiences.clone(),
+            stale,
+            options.clock.clone(),
+        )),
+        _ => None,
+    };
+
     let authorizer = match config.authorization.mode {
         AuthorizationMode::AlwaysAllow => {
             warnings.push(
@@ -137,7 +183,20 @@ pub fn build(config: &Config) -> Result<Built, StartError> {
             );
             AnyAuthorizer::AlwaysAllow(AlwaysAllow)
         }
-        AuthorizationMode::Rbac | AuthorizationMode::Webhook => {
+        AuthorizationMode::Webhook => {
+            let api = api.clone().ok_or(StartError::Unsupported {
+                field: "authorization.mode",
+                message: "Webhook needs an API server client",
+            })?;
+            AnyAuthorizer::Webhook(SarAuthorizer::new(
+                api,
+                config.authorization.cache_authorized_ttl,
+                config.authorization.cache_unauthorized_ttl,
+                stale,
+                options.clock.clone(),
+            ))
+        }
+        AuthorizationMode::Rbac => {
             let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
             warnings.extend(policy.warnings().iter().cloned());
             AnyAuthorizer::Rbac(RbacAuthorizer { policy })
@@ -152,7 +211,7 @@ pub fn build(config: &Config) -> Result<Built, StartError> {
     )?;
     let gateway = Gateway {
         node_name: config.node_name.clone(),
-        authenticator: Authenticator::new(client_ca, token_file, config.authentication.anonymous),
+        authenticator: Authenticator::new(client_ca, token_file, token_reviewer, config.authentication.anonymous),
         authorizer,
         upstream: Upstream::with_timeouts(
             &config.upstream.read_only,
@@ -209,7 +268,7 @@ pub fn detected_addresses() -> Vec<IpAddr> {
 
 /// Binds the listener, states the security posture, and serves until `shutdown` resolves.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let built = build(config)?;
+    let built = build(config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

@@ -13,6 +13,9 @@
 //! 3. An allowed request is forwarded by [`proxy::forward`] to the kubelet's read-only port,
 //!    or answered by the gateway itself.
 //!
+//! With the webhook backends, [`k8s`] is the API server client (TokenReview,
+//! SubjectAccessReview) and [`clock`] the monotonic clock the caches read.
+//!
 //! [`config`] turns the YAML file into a validated [`config::Config`] once; [`app`] wires the
 //! parts together from it.
 
@@ -20,7 +23,9 @@ pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod certs;
+pub mod clock;
 pub mod config;
+pub mod k8s;
 pub mod proxy;
 pub mod server;
 pub mod tls;

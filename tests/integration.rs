@@ -11,4 +11,5 @@ mod integration {
     pub mod paths;
     pub mod startup;
     pub mod tls;
+    pub mod webhooks;
 }

@@ -7,6 +7,7 @@
 pub mod bearer;
 pub mod connection;
 pub mod token_file;
+pub mod token_review;
 pub mod user;
 pub mod websocket;
 pub mod x509;
@@ -18,6 +19,7 @@ use http::{HeaderMap, HeaderValue};
 
 pub use connection::PeerIdentity;
 use token_file::TokenFile;
+use token_review::TokenReviewer;
 pub use user::UserInfo;
 use x509::ClientCa;
 
@@ -59,14 +61,23 @@ pub enum AuthnFailure {
     TooLarge,
 }
 
-/// Looks tokens up in the configured sources, in order. The webhook joins this list.
+/// Looks tokens up in the configured sources, in order: the static file, then the TokenReview
+/// webhook. The header token and the WebSocket token share them (and the webhook's cache).
 pub struct TokenAuthenticators {
     file: Option<TokenFile>,
+    webhook: Option<TokenReviewer>,
 }
 
 impl TokenAuthenticators {
-    fn lookup(&self, token: &str) -> Option<Arc<UserInfo>> {
-        self.file.as_ref().and_then(|f| f.lookup(token))
+    /// `Ok(None)`: no source knows the token. `Err`: a source could not answer.
+    async fn lookup(&self, token: &str) -> Result<Option<Arc<UserInfo>>, String> {
+        if let Some(user) = self.file.as_ref().and_then(|f| f.lookup(token)) {
+            return Ok(Some(user));
+        }
+        match &self.webhook {
+            Some(w) => w.authenticate(token).await.map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -78,13 +89,25 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(client_ca: Option<ClientCa>, token_file: Option<TokenFile>, anonymous: bool) -> Self {
-        let tokens = token_file.map(|file| TokenAuthenticators { file: Some(file) });
+    pub fn new(
+        client_ca: Option<ClientCa>,
+        token_file: Option<TokenFile>,
+        webhook: Option<TokenReviewer>,
+        anonymous: bool,
+    ) -> Self {
+        let tokens = (token_file.is_some() || webhook.is_some()).then_some(TokenAuthenticators {
+            file: token_file,
+            webhook,
+        });
         Authenticator {
             client_ca,
             tokens,
             anonymous,
         }
+    }
+
+    pub fn token_reviewer(&self) -> Option<&TokenReviewer> {
+        self.tokens.as_ref().and_then(|t| t.webhook.as_ref())
     }
 
     pub fn client_ca(&self) -> Option<&ClientCa> {
@@ -93,7 +116,11 @@ impl Authenticator {
 
     /// Authenticates a request. On success through a token, the credential is removed from
     /// `headers` (the `Authorization` header, or the token entry of the subprotocol list).
-    pub fn authenticate(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Result<Authenticated, AuthnFailure> {
+    pub async fn authenticate(
+        &self,
+        headers: &mut HeaderMap,
+        peer: &PeerIdentity,
+    ) -> Result<Authenticated, AuthnFailure> {
         // Errors of earlier authenticators are kept but do not stop the chain: a later
         // credential that succeeds wins (the API server's non-failing union).
         let mut errors: Vec<String> = Vec::new();
@@ -119,15 +146,16 @@ impl Authenticator {
                 }
                 bearer::BearerHeader::TooLarge => return Err(AuthnFailure::TooLarge),
                 bearer::BearerHeader::Invalid => errors.push("invalid bearer token (not ASCII)".into()),
-                bearer::BearerHeader::Token(token) => match tokens.lookup(token) {
-                    Some(user) => {
+                bearer::BearerHeader::Token(token) => match tokens.lookup(token).await {
+                    Err(e) => errors.push(e),
+                    Ok(Some(user)) => {
                         headers.remove(AUTHORIZATION);
                         return Ok(Authenticated {
                             user,
                             credential: CredentialKind::BearerToken,
                         });
                     }
-                    None => errors.push("invalid bearer token".into()),
+                    Ok(None) => errors.push("invalid bearer token".into()),
                 },
             }
 
@@ -135,8 +163,9 @@ impl Authenticator {
                 Ok(None) => {}
                 Err(websocket::ProtocolTokenError::TooLarge) => return Err(AuthnFailure::TooLarge),
                 Err(e) => errors.push(e.to_string()),
-                Ok(Some(found)) => match tokens.lookup(&found.token) {
-                    Some(user) => {
+                Ok(Some(found)) => match tokens.lookup(&found.token).await {
+                    Err(e) => errors.push(e),
+                    Ok(Some(user)) => {
                         match HeaderValue::from_str(&found.remaining) {
                             Ok(v) => {
                                 headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
@@ -150,7 +179,7 @@ impl Authenticator {
                             credential: CredentialKind::WebSocketToken,
                         });
                     }
-                    None => errors.push("invalid bearer token".into()),
+                    Ok(None) => errors.push("invalid bearer token".into()),
                 },
             }
         }

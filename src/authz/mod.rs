@@ -4,6 +4,7 @@
 
 pub mod attributes;
 pub mod rbac;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,7 @@ impl Authorizer for RbacAuthorizer {
 pub enum AnyAuthorizer {
     AlwaysAllow(AlwaysAllow),
     Rbac(RbacAuthorizer),
+    Webhook(webhook::SarAuthorizer),
 }
 
 impl Authorizer for AnyAuthorizer {
@@ -88,6 +90,7 @@ impl Authorizer for AnyAuthorizer {
         match self {
             AnyAuthorizer::AlwaysAllow(z) => z.authorize(a).await,
             AnyAuthorizer::Rbac(z) => z.authorize(a).await,
+            AnyAuthorizer::Webhook(z) => z.authorize(a).await,
         }
     }
 }

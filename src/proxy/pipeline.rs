@@ -81,7 +81,11 @@ impl Gateway {
         };
 
         self.stats.authentications.fetch_add(1, Ordering::Relaxed);
-        let authenticated = match self.authenticator.authenticate(&mut parts.headers, &conn.identity) {
+        let authenticated = match self
+            .authenticator
+            .authenticate(&mut parts.headers, &conn.identity)
+            .await
+        {
             Ok(a) => a,
             Err(failure) => {
                 tracing::info!(peer = %conn.peer, %method, path, "unauthenticated: {failure:?}");

@@ -21,6 +21,12 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Makes the same provider the process default, for libraries (the `kube` client) that build
+/// their rustls configurations with `ClientConfig::builder()`. Idempotent.
+pub fn install_default_provider() {
+    let _ = CryptoProvider::clone(&provider()).install_default();
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS configuration: {0}")]
@@ -38,7 +44,7 @@ pub fn server_config(
     min_version: TlsVersion,
     suites: &[CipherSuiteName],
 ) -> Result<ServerConfig, TlsError> {
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut provider = CryptoProvider::clone(&provider());
     if !suites.is_empty() {
         provider.cipher_suites.retain(|s| match s {
             SupportedCipherSuite::Tls13(_) => true,

@@ -2,6 +2,7 @@
 //! recording stand-in for the kubelet's read-only port, and the real gateway on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod client;
 pub mod pki;
 pub mod upstream;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use kubelet_gate::app::BuildOptions;
 use kubelet_gate::config::Config;
 use kubelet_gate::proxy::pipeline::Gateway;
 use rustls_pki_types::CertificateDer;
@@ -43,6 +45,13 @@ pub struct Setup {
     pub fine_grained: bool,
     pub upstream: Option<String>,
     pub extra_yaml: String,
+    /// Enables the TokenReview webhook through this kubeconfig (mode Webhook sets the SAR one).
+    pub kubeconfig: Option<PathBuf>,
+    pub token_webhook: bool,
+    pub audiences: Vec<&'static str>,
+    /// Top-level YAML added to the file, e.g. an `apiServer:` block.
+    pub top_yaml: String,
+    pub options: BuildOptions,
 }
 
 impl Default for Setup {
@@ -57,6 +66,11 @@ impl Default for Setup {
             fine_grained: true,
             upstream: None,
             extra_yaml: String::new(),
+            kubeconfig: None,
+            token_webhook: false,
+            audiences: Vec::new(),
+            top_yaml: String::new(),
+            options: BuildOptions::default(),
         }
     }
 }
@@ -112,6 +126,16 @@ impl Harness {
         Self::start_full(setup, upstream, "").await
     }
 
+    /// With the webhooks pointed at a stand-in API server (a kubeconfig is written for it).
+    pub async fn start_with_api(mut setup: Setup, api: &apiserver::ApiServer) -> Harness {
+        let dir = tempfile::tempdir().expect("dir");
+        setup.kubeconfig = Some(api.write_kubeconfig(dir.path()));
+        let h = Self::start(setup).await;
+        // The kubeconfig is read at build time; the directory can go.
+        drop(dir);
+        h
+    }
+
     /// With extra top-level YAML fields (e.g. `tlsMinVersion`).
     pub async fn start_with_top(setup: Setup, top_yaml: &str) -> Harness {
         Self::start_full(setup, Upstream::start().await, top_yaml).await
@@ -122,11 +146,17 @@ impl Harness {
         let client_ca = Ca::new("test-client-ca");
         let ca_path = dir.path().join("client-ca.crt");
         client_ca.write_pem(&ca_path);
-        let yaml = format!("{top_yaml}{}", config_yaml(&setup, dir.path(), &upstream));
+        let yaml = format!(
+            "{top_yaml}{}{}",
+            setup.top_yaml,
+            config_yaml(&setup, dir.path(), &upstream)
+        );
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = Config::load(&config_path).expect("test config is valid");
-        let built = kubelet_gate::app::build(&config).expect("gateway builds");
+        let built = kubelet_gate::app::build_with(&config, setup.options.clone())
+            .await
+            .expect("gateway builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -199,8 +229,15 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> Str
     }
     let client_ca = if setup.client_ca { "client-ca.crt" } else { "" };
     let upstream_url = setup.upstream.clone().unwrap_or_else(|| upstream.url());
+    let kubeconfig = setup
+        .kubeconfig
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     format!(
-        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: pki\nnodeAddresses: [127.0.0.1, localhost]\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: false}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: pki\nnodeAddresses: [127.0.0.1, localhost]\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        setup.token_webhook,
+        setup.audiences.join(", "),
         setup.anonymous,
         setup.mode,
         policy_files.join(", "),

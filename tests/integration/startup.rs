@@ -53,10 +53,22 @@ fn ill_typed_value_exits_2() {
 #[test]
 fn features_not_in_this_version_are_refused_not_ignored() {
     let dir = tempfile::tempdir().expect("dir");
-    let cfg = write_config(dir.path(), "nodeName: n\n");
+    let cfg = write_config(dir.path(), &format!("serverTLSBootstrap: true\n{OFFLINE}"));
     let (code, _, err) = run(&["check-config", "--config", &cfg]);
-    assert_eq!(code, 2, "the webhook default is refused: {err}");
-    assert!(err.contains("authentication.webhook.enabled"), "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("serverTLSBootstrap"), "{err}");
+}
+
+#[test]
+fn webhook_mode_without_a_reachable_client_configuration_stops_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        "address: 127.0.0.1\nport: 1\nkubeconfig: missing.kubeconfig\n",
+    );
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.kubeconfig"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,226 @@
+//! The API server as the gateway calls it: a `kube` client from a kubeconfig (or the pod's
+//! in-cluster configuration), and `create` of review objects with the kubelet's retries
+//! (kubelet-behaviour.md §1.9), an overall deadline, and a cap on calls in flight, so a slow or
+//! failing API server can neither hang a request nor be flooded by the gateway.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep, timeout_at};
+
+/// A review answer larger than this is refused unread (threats.md F8).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("in-cluster configuration: {0}")]
+    InCluster(String),
+    #[error("API client: {0}")]
+    Client(String),
+}
+
+/// Why a call failed. Never cached, and never an allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("no answer from the API server within {0:?}")]
+    Deadline(Duration),
+    #[error("API server answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("API server unreachable: {0}")]
+    Transport(String),
+    #[error("unreadable answer from the API server: {0}")]
+    Decode(String),
+}
+
+/// Exponential backoff between attempts, as `wait.Backoff`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor: f64,
+    pub jitter: f64,
+    pub steps: u32,
+}
+
+impl Backoff {
+    /// `DefaultAuthWebhookRetryBackoff`: 500ms ×1.5, jitter 0.2, 5 attempts.
+    pub const KUBELET: Backoff = Backoff {
+        initial: Duration::from_millis(500),
+        factor: 1.5,
+        jitter: 0.2,
+        steps: 5,
+    };
+
+    /// The wait after attempt `n` (0-based): `initial × factor^n`, plus up to `jitter` of it.
+    pub fn delay(&self, n: u32) -> Duration {
+        let base = self.initial.as_secs_f64() * self.factor.powi(i32::try_from(n).unwrap_or(i32::MAX));
+        let mut r = [0u8; 4];
+        let random = match aws_lc_rs::rand::fill(&mut r) {
+            Ok(()) => f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX),
+            Err(_) => 0.5,
+        };
+        Duration::try_from_secs_f64(base * (1.0 + self.jitter * random)).unwrap_or(Duration::MAX)
+    }
+}
+
+/// How calls to the API server are made.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    /// Overall deadline of one call, retries and waits for a slot included.
+    pub deadline: Duration,
+    pub max_in_flight: usize,
+    pub backoff: Backoff,
+}
+
+pub struct ApiServer {
+    client: kube::Client,
+    slots: Semaphore,
+    policy: CallPolicy,
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry(CallError, Option<Duration>),
+    Fail(CallError),
+}
+
+impl ApiServer {
+    /// A client from `kubeconfig`, or the in-cluster configuration when there is none.
+    pub async fn connect(kubeconfig: Option<&Path>, policy: CallPolicy) -> Result<ApiServer, ClientError> {
+        crate::tls::install_default_provider();
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let err = |e: &dyn std::fmt::Display| ClientError::Kubeconfig {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                };
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| err(&e))?;
+                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| err(&e))?
+            }
+            None => kube::Config::incluster().map_err(|e| ClientError::InCluster(e.to_string()))?,
+        };
+        config.connect_timeout = Some(Duration::from_secs(1));
+        // kube retries 429/503/504 on its own (up to 15 times); the retry policy here is the
+        // kubelet's, counted and bounded by the deadline, so kube's must be off.
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))?;
+        Ok(ApiServer {
+            client,
+            slots: Semaphore::new(policy.max_in_flight.max(1)),
+            policy,
+        })
+    }
+
+    /// POSTs `object` to `path` and decodes the answer, retrying connection errors, 5xx and
+    /// 429 (after `Retry-After` when given) with backoff, never past the deadline.
+    pub async fn create<T: Serialize + DeserializeOwned>(&self, path: &str, object: &T) -> Result<T, CallError> {
+        let deadline = Instant::now() + self.policy.deadline;
+        let timed_out = || CallError::Deadline(self.policy.deadline);
+        let body = Bytes::from(serde_json::to_vec(object).map_err(|e| CallError::Decode(e.to_string()))?);
+        let _slot = timeout_at(deadline, self.slots.acquire())
+            .await
+            .map_err(|_| timed_out())?;
+        let mut attempt = 0;
+        loop {
+            let outcome = timeout_at(deadline, self.attempt(path, body.clone()))
+                .await
+                .map_err(|_| timed_out())?;
+            let (error, retry_after) = match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(e, retry_after) => (e, retry_after),
+            };
+            attempt += 1;
+            if attempt >= self.policy.backoff.steps {
+                return Err(error);
+            }
+            let wait = retry_after.unwrap_or_else(|| self.policy.backoff.delay(attempt - 1));
+            if Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(path, attempt, %error, ?wait, "retrying API server call");
+            sleep(wait).await;
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(&self, path: &str, body: Bytes) -> Attempt<T> {
+        let request = Request::post(path)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(kube::client::Body::from(body.to_vec()));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fail(CallError::Transport(e.to_string())),
+        };
+        let response = match self.client.send(request).await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(CallError::Transport(e.to_string()), None),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if status.is_success() => return Attempt::Fail(CallError::Decode(e.to_string())),
+            Err(e) => return Attempt::Retry(CallError::Transport(e.to_string()), None),
+        };
+        if status.is_success() {
+            return match serde_json::from_slice(&bytes) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Fail(CallError::Decode(e.to_string())),
+            };
+        }
+        let error = CallError::Status {
+            status: status.as_u16(),
+            message: status_message(&bytes),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Attempt::Retry(error, retry_after)
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+}
+
+/// The `message` of a `metav1.Status` body, or a short excerpt of whatever came.
+fn status_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_backoff_grows_by_half_with_up_to_a_fifth_of_jitter() {
+        let b = Backoff::KUBELET;
+        for (n, base) in [(0u32, 500.0), (1, 750.0), (2, 1125.0), (3, 1687.5)] {
+            let d = b.delay(n).as_secs_f64() * 1000.0;
+            assert!(d >= base && d <= base * 1.2 + 0.001, "attempt {n}: {d}ms");
+        }
+    }
+
+    #[test]
+    fn status_messages() {
+        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"boom","code":500}"#;
+        assert_eq!(status_message(status), "boom");
+        assert_eq!(status_message(b"<html>"), "<html>");
+    }
+}
