@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
@@ -22,6 +24,7 @@ use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertS
 use crate::k8s::{ApiServer, Backoff, CallPolicy, ClientError};
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
 use crate::proxy::pipeline::Gateway;
+use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
 use crate::tls::{self, ServingCert, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +84,23 @@ pub fn check_supported(config: &Config) -> Result<(), StartError> {
 /// The parts of a gateway, built but not yet listening.
 pub struct Built {
     pub gateway: Arc<Gateway>,
-    pub tls: Arc<ServerConfig>,
+    /// The listener's TLS configuration, swapped when the client CA bundle changes.
+    pub tls: Arc<ArcSwap<ServerConfig>>,
     pub serving: Arc<ServingCert>,
+    pub reload_stats: Arc<ReloadStats>,
+    /// Watches the certificate files; [`Built::spawn_background`] starts it.
+    pub reloader: Option<Reloader>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
+}
+
+impl Built {
+    /// Starts the background work (certificate reloading) on the current runtime.
+    pub fn spawn_background(&mut self) {
+        if let Some(reloader) = self.reloader.take() {
+            tokio::spawn(reloader.run());
+        }
+    }
 }
 
 /// What tests (and nothing else) vary: the clock the caches read and the API server backoff.
@@ -92,6 +108,8 @@ pub struct Built {
 pub struct BuildOptions {
     pub clock: Clock,
     pub backoff: Backoff,
+    /// How often certificate files are re-read without a file event.
+    pub reload_interval: Duration,
 }
 
 impl Default for BuildOptions {
@@ -99,6 +117,7 @@ impl Default for BuildOptions {
         BuildOptions {
             clock: Clock::system(),
             backoff: Backoff::KUBELET,
+            reload_interval: RECHECK_INTERVAL,
         }
     }
 }
@@ -130,7 +149,8 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         .client_ca_file
         .as_deref()
         .map(ClientCa::load)
-        .transpose()?;
+        .transpose()?
+        .map(|ca| Arc::new(ArcSwap::from_pointee(ca)));
     let token_file = config
         .authentication
         .token_file
@@ -203,12 +223,32 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         }
     };
 
-    let tls = tls::server_config(
-        serving.clone(),
-        client_ca.as_ref(),
-        config.tls_min_version,
-        &config.tls_cipher_suites,
-    )?;
+    let rebuild: RebuildTls = {
+        let (serving, min_version, suites) = (
+            serving.clone(),
+            config.tls_min_version,
+            config.tls_cipher_suites.clone(),
+        );
+        Box::new(move |ca: Option<&ClientCa>| tls::server_config(serving.clone(), ca, min_version, &suites))
+    };
+    let tls = Arc::new(ArcSwap::from_pointee(rebuild(
+        client_ca.as_ref().map(|ca| ca.load_full()).as_deref(),
+    )?));
+    let reload_stats = Arc::new(ReloadStats::default());
+    let serving_files = match &config.serving_cert {
+        CertSource::Files { cert, key } => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
+    let reloader = (serving_files.is_some() || client_ca.is_some()).then(|| Reloader {
+        serving_files,
+        serving: serving.clone(),
+        client_ca_file: config.authentication.client_ca_file.clone(),
+        client_ca: client_ca.clone(),
+        tls: tls.clone(),
+        rebuild,
+        interval: options.reload_interval,
+        stats: reload_stats.clone(),
+    });
     let gateway = Gateway {
         node_name: config.node_name.clone(),
         authenticator: Authenticator::new(client_ca, token_file, token_reviewer, config.authentication.anonymous),
@@ -224,8 +264,10 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
     };
     Ok(Built {
         gateway: Arc::new(gateway),
-        tls: Arc::new(tls),
+        tls,
         serving,
+        reload_stats,
+        reloader,
         warnings,
     })
 }
@@ -268,7 +310,7 @@ pub fn detected_addresses() -> Vec<IpAddr> {
 
 /// Binds the listener, states the security posture, and serves until `shutdown` resolves.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let built = build(config).await?;
+    let mut built = build(config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -279,6 +321,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
+    built.spawn_background();
     crate::server::serve(listener, built.tls, built.gateway, shutdown).await;
     Ok(())
 }

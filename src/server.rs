@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -29,11 +30,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Arc<ArcSwap<ServerConfig>>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -49,7 +49,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
+        // The configuration in force when the connection arrives (the client CA may reload).
+        let acceptor = TlsAcceptor::from(tls.load_full());
         let gateway = gateway.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -9,6 +9,7 @@ mod integration {
     pub mod authorization;
     pub mod forwarding;
     pub mod paths;
+    pub mod reload;
     pub mod startup;
     pub mod tls;
     pub mod webhooks;

@@ -18,6 +18,8 @@ pub struct PeerIdentity {
 
 struct Verified {
     user: Option<Arc<UserInfo>>,
+    /// The client CA bundle it was verified against; a reloaded bundle verifies again.
+    ca_generation: u64,
     /// The earliest notAfter in the presented chain: past it the cached result is not used.
     valid_until: u64,
 }
@@ -43,6 +45,7 @@ impl PeerIdentity {
         let now = UnixTime::now();
         if let Some(v) = self.verified.get()
             && now.as_secs() < v.valid_until
+            && v.ca_generation == ca.generation()
         {
             return Ok(v.user.clone());
         }
@@ -52,6 +55,7 @@ impl PeerIdentity {
             .map(Arc::new);
         let _ = self.verified.set(Verified {
             user: user.clone(),
+            ca_generation: ca.generation(),
             valid_until: earliest_not_after(&self.chain),
         });
         Ok(user)

@@ -14,6 +14,8 @@ pub mod x509;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use http::{HeaderMap, HeaderValue};
 
@@ -83,14 +85,14 @@ impl TokenAuthenticators {
 
 /// The whole chain, built once from the configuration.
 pub struct Authenticator {
-    client_ca: Option<ClientCa>,
+    client_ca: Option<Arc<ArcSwap<ClientCa>>>,
     tokens: Option<TokenAuthenticators>,
     anonymous: bool,
 }
 
 impl Authenticator {
     pub fn new(
-        client_ca: Option<ClientCa>,
+        client_ca: Option<Arc<ArcSwap<ClientCa>>>,
         token_file: Option<TokenFile>,
         webhook: Option<TokenReviewer>,
         anonymous: bool,
@@ -110,7 +112,8 @@ impl Authenticator {
         self.tokens.as_ref().and_then(|t| t.webhook.as_ref())
     }
 
-    pub fn client_ca(&self) -> Option<&ClientCa> {
+    /// The client CA bundle in force, swapped by the reloader when the file changes.
+    pub fn client_ca(&self) -> Option<&Arc<ArcSwap<ClientCa>>> {
         self.client_ca.as_ref()
     }
 
@@ -126,7 +129,7 @@ impl Authenticator {
         let mut errors: Vec<String> = Vec::new();
 
         if let Some(ca) = &self.client_ca {
-            match peer.authenticate(ca) {
+            match peer.authenticate(&ca.load()) {
                 Ok(Some(user)) => {
                     return Ok(Authenticated {
                         user,

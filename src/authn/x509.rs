@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -45,7 +46,12 @@ pub enum X509Error {
 pub struct ClientCa {
     verifier: Arc<dyn ClientCertVerifier>,
     roots: Arc<RootCertStore>,
+    generation: u64,
 }
+
+/// Every bundle loaded gets a new number, so identities verified against an older bundle are
+/// verified again after a reload.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl ClientCa {
     pub fn load(path: &Path) -> Result<ClientCa, ClientCaError> {
@@ -75,7 +81,15 @@ impl ClientCa {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), crate::tls::provider())
             .build()
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(ClientCa { verifier, roots })
+        Ok(ClientCa {
+            verifier,
+            roots,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The CA names to advertise in the TLS CertificateRequest.

@@ -2,6 +2,7 @@
 //! client certificates that are requested but never judged during the handshake.
 
 pub mod client_auth;
+pub mod reload;
 pub mod resolver;
 
 use std::sync::Arc;

@@ -102,7 +102,8 @@ pub struct Harness {
     pub upstream: Upstream,
     pub gateway: Arc<Gateway>,
     pub client_ca: Ca,
-    pub serving_ca: CertificateDer<'static>,
+    pub serving_ca: Option<CertificateDer<'static>>,
+    pub reload_stats: Arc<kubelet_gate::tls::reload::ReloadStats>,
     pub dir: tempfile::TempDir,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
@@ -154,13 +155,15 @@ impl Harness {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = Config::load(&config_path).expect("test config is valid");
-        let built = kubelet_gate::app::build_with(&config, setup.options.clone())
+        let mut built = kubelet_gate::app::build_with(&config, setup.options.clone())
             .await
             .expect("gateway builds");
+        built.spawn_background();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let gateway = built.gateway.clone();
+        let reload_stats = built.reload_stats.clone();
         tokio::spawn(kubelet_gate::server::serve(
             listener,
             built.tls,
@@ -169,17 +172,23 @@ impl Harness {
                 let _ = rx.await;
             },
         ));
-        let crt = std::fs::read(dir.path().join("pki/kubelet.crt")).expect("self-signed cert written");
-        let serving_ca = CertificateDer::pem_slice_iter(&crt)
-            .nth(1)
-            .expect("CA after the leaf")
-            .expect("PEM");
+        // The self-signed CA (second block of kubelet.crt); with configured files, the test
+        // trusts its own CA and leaves this empty.
+        let serving_ca = std::fs::read(dir.path().join("pki/kubelet.crt"))
+            .map(|crt| {
+                CertificateDer::pem_slice_iter(&crt)
+                    .nth(1)
+                    .expect("CA after the leaf")
+                    .expect("PEM")
+            })
+            .ok();
         Harness {
             addr,
             upstream,
             gateway,
             client_ca,
             serving_ca,
+            reload_stats,
             dir,
             config,
             shutdown: Some(tx),
@@ -188,7 +197,7 @@ impl Harness {
 
     /// A client that trusts the gateway's serving CA and presents no certificate.
     pub fn client(&self) -> TlsClient {
-        TlsClient::new(std::slice::from_ref(&self.serving_ca))
+        TlsClient::new(self.serving_ca.as_slice())
     }
 
     /// A client presenting `leaf`.
