@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
 use crate::authn::Authenticator;
@@ -18,6 +17,7 @@ use crate::authn::x509::{ClientCa, ClientCaError};
 use crate::authz::rbac::{RbacError, RbacPolicy};
 use crate::authz::webhook::SarAuthorizer;
 use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
+use crate::certs::bootstrap::{self, Addresses, Bootstrap, Current, Template};
 use crate::certs::{self, CertError, self_signed};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
@@ -25,7 +25,7 @@ use crate::k8s::{ApiServer, Backoff, CallPolicy, ClientError};
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
 use crate::proxy::pipeline::Gateway;
 use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
-use crate::tls::{self, ServingCert, TlsError};
+use crate::tls::{self, ServingCert, TlsError, TlsState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -63,12 +63,6 @@ impl StartError {
 /// Refuses settings whose features this version does not have yet.
 pub fn check_supported(config: &Config) -> Result<(), StartError> {
     let unsupported = |field, message| Err(StartError::Unsupported { field, message });
-    if matches!(config.serving_cert, CertSource::Bootstrap { .. }) {
-        return unsupported(
-            "serverTLSBootstrap",
-            "the CSR bootstrap is not available in this version",
-        );
-    }
     if config.upstream.secure.is_some() {
         return unsupported(
             "upstream.secure.url",
@@ -84,12 +78,14 @@ pub fn check_supported(config: &Config) -> Result<(), StartError> {
 /// The parts of a gateway, built but not yet listening.
 pub struct Built {
     pub gateway: Arc<Gateway>,
-    /// The listener's TLS configuration, swapped when the client CA bundle changes.
-    pub tls: Arc<ArcSwap<ServerConfig>>,
+    /// The listener's TLS configuration and serving certificate.
+    pub tls: TlsState,
     pub serving: Arc<ServingCert>,
     pub reload_stats: Arc<ReloadStats>,
     /// Watches the certificate files; [`Built::spawn_background`] starts it.
     pub reloader: Option<Reloader>,
+    /// Obtains and rotates the serving certificate through the CSR API.
+    pub bootstrap: Option<(Bootstrap, Option<Current>)>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
 }
@@ -99,6 +95,9 @@ impl Built {
     pub fn spawn_background(&mut self) {
         if let Some(reloader) = self.reloader.take() {
             tokio::spawn(reloader.run());
+        }
+        if let Some((bootstrap, current)) = self.bootstrap.take() {
+            tokio::spawn(bootstrap.run(current));
         }
     }
 }
@@ -110,6 +109,11 @@ pub struct BuildOptions {
     pub backoff: Backoff,
     /// How often certificate files are re-read without a file event.
     pub reload_interval: Duration,
+    /// The CSR flow's first retry delay and how often it re-reads the node's addresses.
+    pub bootstrap_retry: Duration,
+    pub bootstrap_recheck: Duration,
+    /// How long one CSR may wait for approval and issuance.
+    pub bootstrap_wait: Duration,
 }
 
 impl Default for BuildOptions {
@@ -118,6 +122,9 @@ impl Default for BuildOptions {
             clock: Clock::system(),
             backoff: Backoff::KUBELET,
             reload_interval: RECHECK_INTERVAL,
+            bootstrap_retry: Duration::from_secs(2),
+            bootstrap_recheck: Duration::from_secs(60),
+            bootstrap_wait: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -131,18 +138,30 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
     crate::tls::install_default_provider();
     let mut warnings = Vec::new();
 
-    let key = match &config.serving_cert {
-        CertSource::Files { cert, key } => certs::load_pair(cert, key)?,
-        CertSource::SelfSigned | CertSource::Bootstrap { .. } => {
+    let bootstrap_template = (!config.node_addresses.is_empty())
+        .then(|| Template::from_configured(&config.node_name, &config.node_addresses));
+    let (key, bootstrapped) = match &config.serving_cert {
+        CertSource::Files { cert, key } => (Some(certs::load_pair(cert, key)?), None),
+        CertSource::SelfSigned => {
             let subject = self_signed_subject(config);
             let (cert, key, generated) = self_signed::ensure(&config.cert_dir, &subject)?;
             if generated {
                 tracing::info!(cert = %cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
             }
-            certs::load_pair(&cert, &key)?
+            (Some(certs::load_pair(&cert, &key)?), None)
+        }
+        // The kubelet store's order: the stored current certificate, then the configured files.
+        CertSource::Bootstrap { fallback } => {
+            let current = bootstrap::load_current(&config.cert_dir, bootstrap_template.as_ref());
+            let key = match (&current, fallback) {
+                (Some(c), _) => Some(c.key.clone()),
+                (None, Some((cert, key))) => Some(certs::load_pair(cert, key)?),
+                (None, None) => None,
+            };
+            (key, Some(current))
         }
     };
-    let serving = Arc::new(ServingCert::new(Some(key)));
+    let serving = Arc::new(ServingCert::new(key));
 
     let client_ca = config
         .authentication
@@ -165,7 +184,9 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
             .push("anonymous access is enabled: requests without credentials are reviewed as system:anonymous".into());
     }
 
-    let needs_api = config.authentication.webhook.enabled || config.authorization.mode == AuthorizationMode::Webhook;
+    let needs_api = config.authentication.webhook.enabled
+        || config.authorization.mode == AuthorizationMode::Webhook
+        || bootstrapped.is_some();
     let api = match needs_api {
         true => {
             let policy = CallPolicy {
@@ -262,12 +283,36 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         exec_requires_create: config.authorization.exec_requires_create,
         stats: Default::default(),
     };
+    let bootstrap = match (bootstrapped, &api) {
+        (Some(current), Some(api)) => Some((
+            Bootstrap {
+                api: api.clone(),
+                node_name: config.node_name.clone(),
+                cert_dir: config.cert_dir.clone(),
+                addresses: match bootstrap_template {
+                    Some(_) => Addresses::Configured(config.node_addresses.clone()),
+                    None => Addresses::FromNode,
+                },
+                serving: serving.clone(),
+                wait_timeout: options.bootstrap_wait,
+                retry_initial: options.bootstrap_retry,
+                recheck: options.bootstrap_recheck,
+            },
+            current,
+        )),
+        _ => None,
+    };
+    let tls = TlsState {
+        config: tls,
+        serving: serving.clone(),
+    };
     Ok(Built {
         gateway: Arc::new(gateway),
         tls,
         serving,
         reload_stats,
         reloader,
+        bootstrap,
         warnings,
     })
 }

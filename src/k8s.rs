@@ -121,6 +121,11 @@ impl ApiServer {
         })
     }
 
+    /// The underlying client, for typed calls (the CSR flow).
+    pub fn kube_client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// POSTs `object` to `path` and decodes the answer, retrying connection errors, 5xx and
     /// 429 (after `Retry-After` when given) with backoff, never past the deadline.
     pub async fn create<T: Serialize + DeserializeOwned>(&self, path: &str, object: &T) -> Result<T, CallError> {

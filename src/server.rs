@@ -7,17 +7,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::authn::PeerIdentity;
 use crate::proxy::pipeline::{Connection, Gateway};
+use crate::tls::TlsState;
 
 /// A client that has not finished its handshake by then is dropped (threats.md DS-02).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,12 +27,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
 /// for at most [`SHUTDOWN_GRACE`].
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ArcSwap<ServerConfig>>,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, tls: TlsState, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -50,11 +44,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         // The configuration in force when the connection arrives (the client CA may reload).
-        let acceptor = TlsAcceptor::from(tls.load_full());
+        let acceptor = TlsAcceptor::from(tls.config.load_full());
+        let serving = tls.serving.clone();
         let gateway = gateway.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
+            if serving.current().is_none() {
+                refuse_without_certificate(tcp, peer, serving.pending()).await;
+                return;
+            }
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -98,4 +97,22 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing open connections"),
     }
+}
+
+/// Without a serving certificate (a CSR not yet signed) the kubelet's TLS stack aborts every
+/// handshake with an `internal_error` alert; clients see `remote error: tls: internal error`.
+/// The same here: read the ClientHello, answer with that alert, close.
+async fn refuse_without_certificate(
+    mut tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    why: Option<Arc<String>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const INTERNAL_ERROR_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x50];
+    let mut hello = [0u8; 1024];
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.read(&mut hello)).await;
+    let _ = tcp.write_all(&INTERNAL_ERROR_ALERT).await;
+    let _ = tcp.shutdown().await;
+    let why = why.as_deref().map_or("no certificate yet", String::as_str);
+    tracing::info!(%peer, "TLS handshake refused: no serving certificate available ({why})");
 }

@@ -1,6 +1,7 @@
 //! Where the serving certificate comes from: files named in the configuration, or a
 //! self-signed pair kept in `certDir` (the CSR bootstrap joins them).
 
+pub mod bootstrap;
 pub mod self_signed;
 
 use std::path::{Path, PathBuf};

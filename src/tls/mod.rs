@@ -11,10 +11,20 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::NoClientAuth;
 use rustls::{ServerConfig, SupportedCipherSuite};
 
+use arc_swap::ArcSwap;
+
 use crate::authn::x509::ClientCa;
 use crate::config::{CipherSuiteName, TlsVersion};
 use client_auth::RequestClientCert;
 pub use resolver::ServingCert;
+
+/// What the listener needs per connection: the TLS configuration in force (rebuilt when the
+/// client CA changes) and the serving certificate (absent while a CSR is pending).
+#[derive(Clone)]
+pub struct TlsState {
+    pub config: Arc<ArcSwap<ServerConfig>>,
+    pub serving: Arc<ServingCert>,
+}
 
 /// The crypto provider, named here and nowhere else: every rustls configuration is built with
 /// it, so a second provider linked in by a dependency can never be picked by accident.
