@@ -49,6 +49,9 @@ pub struct Setup {
     pub kubeconfig: Option<PathBuf>,
     pub token_webhook: bool,
     pub audiences: Vec<&'static str>,
+    /// `certDir` (default: `pki` in the test's directory) and `nodeAddresses` (YAML list).
+    pub cert_dir: Option<PathBuf>,
+    pub node_addresses: &'static str,
     /// Top-level YAML added to the file, e.g. an `apiServer:` block.
     pub top_yaml: String,
     pub options: BuildOptions,
@@ -69,6 +72,8 @@ impl Default for Setup {
             kubeconfig: None,
             token_webhook: false,
             audiences: Vec::new(),
+            cert_dir: None,
+            node_addresses: "[127.0.0.1, localhost]",
             top_yaml: String::new(),
             options: BuildOptions::default(),
         }
@@ -238,13 +243,18 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> Str
     }
     let client_ca = if setup.client_ca { "client-ca.crt" } else { "" };
     let upstream_url = setup.upstream.clone().unwrap_or_else(|| upstream.url());
+    let cert_dir = setup
+        .cert_dir
+        .as_ref()
+        .map_or_else(|| "pki".to_owned(), |d| d.display().to_string());
     let kubeconfig = setup
         .kubeconfig
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     format!(
-        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: pki\nnodeAddresses: [127.0.0.1, localhost]\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: {cert_dir}\nnodeAddresses: {}\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        setup.node_addresses,
         setup.token_webhook,
         setup.audiences.join(", "),
         setup.anonymous,
