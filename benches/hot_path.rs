@@ -93,6 +93,6 @@ fn main() {
             &calls
         ));
         let verdict = fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-        black_box(verdict);
+        let _ = black_box(verdict);
     });
 }
