@@ -7,6 +7,7 @@ mod common;
 mod integration {
     pub mod authentication;
     pub mod authorization;
+    pub mod bootstrap;
     pub mod forwarding;
     pub mod paths;
     pub mod reload;

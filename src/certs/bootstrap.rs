@@ -276,6 +276,9 @@ impl Bootstrap {
                     delay = self.retry_initial;
                 }
                 Err(e) => {
+                    if current.is_none() {
+                        self.serving.set_pending(Some(e.to_string()));
+                    }
                     tracing::warn!(error = %e, "serving certificate request failed; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(32));

@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod client;
+pub mod csr_api;
 pub mod pki;
 pub mod upstream;
 
