@@ -21,7 +21,7 @@
 //!
 //! [`tools`] holds the commands that never serve: `explain` and `policy-test` run requests
 //! through the same phases (path gate, mux, attributes, review loop, responses) without a
-//! network.
+//! network, and `diagnose` connects to a node as kube-apiserver does.
 
 pub mod app;
 pub mod authn;

@@ -1,6 +1,6 @@
 //! The `kubelet-gate` command: parses arguments, loads the configuration and hands over to the
-//! library. Exit codes: 0 success, 1 a run-time failure (a policy-test mismatch), 2 bad
-//! configuration or usage.
+//! library. Exit codes: 0 success, 1 a run-time failure (a policy-test mismatch, a diagnose
+//! finding), 2 bad configuration or usage.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kubelet_gate::app;
 use kubelet_gate::config::Config;
-use kubelet_gate::tools::{self, ToolError, explain, policy_test};
+use kubelet_gate::tools::{self, ToolError, diagnose, explain, policy_test};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,10 @@ enum Command {
     /// Run a table of expected decisions against the configured authorizer; exit 1 on any
     /// mismatch.
     PolicyTest(PolicyTestArgs),
+    /// The x509 doctor: connect to a node's port 10250 as kube-apiserver would and explain
+    /// whether it would accept it, and why not. Exit 0 only when everything kube-apiserver
+    /// needs holds.
+    Diagnose(DiagnoseArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +93,42 @@ struct PolicyTestArgs {
     config: PathBuf,
     /// The cases: name, user, groups, method, path, expect (allow | deny | an HTTP status).
     cases: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(clap::Args)]
+struct DiagnoseArgs {
+    /// The node's address as kube-apiserver dials it (port 10250 by default); with --node,
+    /// read from the Node.
+    #[arg(value_name = "HOST[:PORT]", required_unless_present = "node")]
+    target: Option<String>,
+    /// kube-apiserver's CA bundle for kubelet serving certificates. Without it kube-apiserver
+    /// verifies nothing.
+    #[arg(long, value_name = "FILE")]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// kube-apiserver's client certificate for kubelets.
+    #[arg(long, value_name = "FILE", requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, value_name = "FILE", requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The order in which kube-apiserver picks a Node address.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    kubelet_preferred_address_types: String,
+    /// kube-apiserver's timeout for calls to kubelets.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    kubelet_timeout: String,
+    /// A kubeconfig to read the Node and its serving CSRs with.
+    #[arg(long, value_name = "FILE", requires = "node")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node to diagnose: its addresses, kubelet port and serving CSRs.
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    node: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
 }
@@ -144,6 +184,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Explain(args) => run_tool(explain_command(args)),
         Command::PolicyTest(args) => run_tool(policy_test_command(args)),
+        Command::Diagnose(args) => run_tool(diagnose_command(args)),
     }
 }
 
@@ -208,6 +249,40 @@ async fn policy_test_command(args: PolicyTestArgs) -> Result<ExitCode, ToolError
         tools::Output::Text => print!("{}", policy_test::render(&report)),
     }
     Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn diagnose_command(args: DiagnoseArgs) -> Result<ExitCode, ToolError> {
+    let preferred =
+        diagnose::cluster::parse_preferred(&args.kubelet_preferred_address_types).map_err(ToolError::Usage)?;
+    let timeout = kubelet_gate::config::parse_go_duration(&args.kubelet_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ToolError::Usage(format!(
+                "--kubelet-timeout {:?} is not a positive duration",
+                args.kubelet_timeout
+            ))
+        })?;
+    let options = diagnose::Options {
+        target: args.target,
+        ca_file: args.kubelet_certificate_authority,
+        client_cert: args.kubelet_client_certificate,
+        client_key: args.kubelet_client_key,
+        preferred_address_types: preferred,
+        kubeconfig: args.kubeconfig,
+        node: args.node,
+        timeout,
+    };
+    let report = diagnose::run(&options).await?;
+    match tools::Output::from(args.output) {
+        tools::Output::Json => print!("{}", tools::to_json(&report)),
+        tools::Output::Text => print!("{}", diagnose::render(&report)),
+    }
+    Ok(if report.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

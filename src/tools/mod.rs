@@ -4,8 +4,11 @@
 //!   (canonical path, mux, attributes, the review loop, the handler table, the exact bodies),
 //!   against the configured authorizer, with a record of every review ([`authorizer`]).
 //! - [`policy_test`] runs a table of requests and expected outcomes through the same code.
+//! - [`diagnose`] connects to a node's port 10250 the way kube-apiserver does and says whether
+//!   kube-apiserver would accept it, and why not.
 
 pub mod authorizer;
+pub mod diagnose;
 pub mod explain;
 pub mod policy_test;
 
