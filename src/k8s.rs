@@ -1,5 +1,6 @@
 //! The API server as the gateway calls it: a `kube` client from a kubeconfig (or the pod's
-//! in-cluster configuration), and `create` of review objects with the kubelet's retries
+//! in-cluster configuration), and `create` of review objects (and `get` of the Node and CSR
+//! objects the operator tools read) with the kubelet's retries
 //! (kubelet-behaviour.md §1.9), an overall deadline, and a cap on calls in flight, so a slow or
 //! failing API server can neither hang a request nor be flooded by the gateway.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -129,15 +130,25 @@ impl ApiServer {
     /// POSTs `object` to `path` and decodes the answer, retrying connection errors, 5xx and
     /// 429 (after `Retry-After` when given) with backoff, never past the deadline.
     pub async fn create<T: Serialize + DeserializeOwned>(&self, path: &str, object: &T) -> Result<T, CallError> {
+        let body = Bytes::from(serde_json::to_vec(object).map_err(|e| CallError::Decode(e.to_string()))?);
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// GETs `path` (an object or a list, for the operator tools) with the same retries,
+    /// deadline and cap on calls in flight as `create`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<T, CallError> {
         let deadline = Instant::now() + self.policy.deadline;
         let timed_out = || CallError::Deadline(self.policy.deadline);
-        let body = Bytes::from(serde_json::to_vec(object).map_err(|e| CallError::Decode(e.to_string()))?);
         let _slot = timeout_at(deadline, self.slots.acquire())
             .await
             .map_err(|_| timed_out())?;
         let mut attempt = 0;
         loop {
-            let outcome = timeout_at(deadline, self.attempt(path, body.clone()))
+            let outcome = timeout_at(deadline, self.attempt(method.clone(), path, body.clone()))
                 .await
                 .map_err(|_| timed_out())?;
             let (error, retry_after) = match outcome {
@@ -158,11 +169,15 @@ impl ApiServer {
         }
     }
 
-    async fn attempt<T: DeserializeOwned>(&self, path: &str, body: Bytes) -> Attempt<T> {
-        let request = Request::post(path)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(kube::client::Body::from(body.to_vec()));
+    async fn attempt<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Bytes>) -> Attempt<T> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = request.body(kube::client::Body::from(body.map(|b| b.to_vec()).unwrap_or_default()));
         let request = match request {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(CallError::Transport(e.to_string())),

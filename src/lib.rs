@@ -18,6 +18,10 @@
 //!
 //! [`config`] turns the YAML file into a validated [`config::Config`] once; [`app`] wires the
 //! parts together from it.
+//!
+//! [`tools`] holds the commands that never serve: `explain` and `policy-test` run requests
+//! through the same phases (path gate, mux, attributes, review loop, responses) without a
+//! network, and `diagnose` connects to a node as kube-apiserver does.
 
 pub mod app;
 pub mod authn;
@@ -29,3 +33,4 @@ pub mod k8s;
 pub mod proxy;
 pub mod server;
 pub mod tls;
+pub mod tools;

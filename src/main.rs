@@ -1,5 +1,6 @@
 //! The `kubelet-gate` command: parses arguments, loads the configuration and hands over to the
-//! library. Exit codes: 0 success, 1 a run-time failure, 2 bad configuration or usage.
+//! library. Exit codes: 0 success, 1 a run-time failure (a policy-test mismatch, a diagnose
+//! finding), 2 bad configuration or usage.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kubelet_gate::app;
 use kubelet_gate::config::Config;
+use kubelet_gate::tools::{self, ToolError, diagnose, explain, policy_test};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,101 @@ enum Command {
     Serve(ConfigArgs),
     /// Validate the configuration and print the effective configuration.
     CheckConfig(ConfigArgs),
+    /// Show what the gateway would do with one request: the canonical-path decision, the route,
+    /// each review in order, and the status and body it would answer.
+    Explain(ExplainArgs),
+    /// Run a table of expected decisions against the configured authorizer; exit 1 on any
+    /// mismatch.
+    PolicyTest(PolicyTestArgs),
+    /// The x509 doctor: connect to a node's port 10250 as kube-apiserver would and explain
+    /// whether it would accept it, and why not. Exit 0 only when everything kube-apiserver
+    /// needs holds.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl From<OutputFormat> for tools::Output {
+    fn from(o: OutputFormat) -> Self {
+        match o {
+            OutputFormat::Text => tools::Output::Text,
+            OutputFormat::Json => tools::Output::Json,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The GatewayConfiguration YAML file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The authenticated user.
+    #[arg(long, required_unless_present = "anonymous")]
+    user: Option<String>,
+    /// A group of the user (repeatable). system:authenticated is added as the API server adds it.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// A request without credentials (system:anonymous, system:unauthenticated).
+    #[arg(long, conflicts_with_all = ["user", "groups"])]
+    anonymous: bool,
+    /// The HTTP method (case-sensitive, as on the wire).
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The request target (/pods?x=y) or a full URL (https://10.0.0.5:10250/pods).
+    path: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(clap::Args)]
+struct PolicyTestArgs {
+    /// The GatewayConfiguration YAML file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The cases: name, user, groups, method, path, expect (allow | deny | an HTTP status).
+    cases: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(clap::Args)]
+struct DiagnoseArgs {
+    /// The node's address as kube-apiserver dials it (port 10250 by default); with --node,
+    /// read from the Node.
+    #[arg(value_name = "HOST[:PORT]", required_unless_present = "node")]
+    target: Option<String>,
+    /// kube-apiserver's CA bundle for kubelet serving certificates. Without it kube-apiserver
+    /// verifies nothing.
+    #[arg(long, value_name = "FILE")]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// kube-apiserver's client certificate for kubelets.
+    #[arg(long, value_name = "FILE", requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, value_name = "FILE", requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The order in which kube-apiserver picks a Node address.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    kubelet_preferred_address_types: String,
+    /// kube-apiserver's timeout for calls to kubelets.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    kubelet_timeout: String,
+    /// A kubeconfig to read the Node and its serving CSRs with.
+    #[arg(long, value_name = "FILE", requires = "node")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node to diagnose: its addresses, kubelet port and serving CSRs.
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    node: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
 }
 
 #[derive(clap::Args)]
@@ -76,11 +173,120 @@ impl ConfigArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let default_level = match cli.command {
+        Command::Serve(_) | Command::CheckConfig(_) => "info",
+        // The tools print their own reports; the log stays for real trouble.
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
         Command::Serve(args) => serve(&args),
+        Command::Explain(args) => run_tool(explain_command(args)),
+        Command::PolicyTest(args) => run_tool(policy_test_command(args)),
+        Command::Diagnose(args) => run_tool(diagnose_command(args)),
     }
+}
+
+/// Runs a tool on a small runtime; the tool returns its exit code or an error.
+fn run_tool(tool: impl std::future::Future<Output = Result<ExitCode, ToolError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubelet-gate: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(tool) {
+        Ok(code) => code,
+        Err(e) if e.is_usage() => config_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("kubelet-gate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ToolError> {
+    Config::load(path).map_err(|e| ToolError::Usage(e.to_string()))
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("kubelet-gate: warning: {w}");
+    }
+}
+
+async fn explain_command(args: ExplainArgs) -> Result<ExitCode, ToolError> {
+    let method = http::Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| ToolError::Usage(format!("--method {:?} is not an HTTP method", args.method)))?;
+    let identity =
+        explain::Identity::new(args.user.as_deref(), &args.groups, args.anonymous).map_err(ToolError::Usage)?;
+    let config = load_config(&args.config)?;
+    let explainer = explain::Explainer::load(&config).await?;
+    warn_all(&explainer.warnings);
+    let request = explain::Request {
+        method,
+        target: args.path,
+        identity,
+    };
+    let x = explainer.explain(&request).await;
+    match tools::Output::from(args.output) {
+        tools::Output::Json => print!("{}", tools::to_json(&x)),
+        tools::Output::Text => print!("{}", explain::render(&x, &explainer.authorizer)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn policy_test_command(args: PolicyTestArgs) -> Result<ExitCode, ToolError> {
+    let config = load_config(&args.config)?;
+    let cases = policy_test::load(&args.cases)?;
+    let explainer = explain::Explainer::load(&config).await?;
+    warn_all(&explainer.warnings);
+    let report = policy_test::run(&explainer, &cases).await;
+    match tools::Output::from(args.output) {
+        tools::Output::Json => print!("{}", tools::to_json(&report)),
+        tools::Output::Text => print!("{}", policy_test::render(&report)),
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn diagnose_command(args: DiagnoseArgs) -> Result<ExitCode, ToolError> {
+    let preferred =
+        diagnose::cluster::parse_preferred(&args.kubelet_preferred_address_types).map_err(ToolError::Usage)?;
+    let timeout = kubelet_gate::config::parse_go_duration(&args.kubelet_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ToolError::Usage(format!(
+                "--kubelet-timeout {:?} is not a positive duration",
+                args.kubelet_timeout
+            ))
+        })?;
+    let options = diagnose::Options {
+        target: args.target,
+        ca_file: args.kubelet_certificate_authority,
+        client_cert: args.kubelet_client_certificate,
+        client_key: args.kubelet_client_key,
+        preferred_address_types: preferred,
+        kubeconfig: args.kubeconfig,
+        node: args.node,
+        timeout,
+    };
+    let report = diagnose::run(&options).await?;
+    match tools::Output::from(args.output) {
+        tools::Output::Json => print!("{}", tools::to_json(&report)),
+        tools::Output::Text => print!("{}", diagnose::render(&report)),
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn check_config(args: &ConfigArgs) -> ExitCode {
@@ -139,9 +345,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBELET_GATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -13,5 +13,6 @@ mod integration {
     pub mod reload;
     pub mod startup;
     pub mod tls;
+    pub mod tools;
     pub mod webhooks;
 }

@@ -57,10 +57,10 @@ pub struct RbacAuthorizer {
     pub policy: RbacPolicy,
 }
 
-impl Authorizer for RbacAuthorizer {
-    async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
-        // RBAC never denies; like the API server's, it has no opinion when nothing grants.
-        let grant = self.policy.authorize(
+impl RbacAuthorizer {
+    /// The binding, role and rule that grant these attributes, if any.
+    pub fn grant(&self, a: &Attributes<'_>) -> Option<rbac::GrantRef<'_>> {
+        self.policy.authorize(
             &a.user.name,
             &a.user.groups,
             a.verb,
@@ -68,8 +68,14 @@ impl Authorizer for RbacAuthorizer {
             Attributes::RESOURCE,
             a.subresource,
             a.node_name,
-        );
-        Ok(if grant.is_some() {
+        )
+    }
+}
+
+impl Authorizer for RbacAuthorizer {
+    async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
+        // RBAC never denies; like the API server's, it has no opinion when nothing grants.
+        Ok(if self.grant(a).is_some() {
             Decision::Allow
         } else {
             Decision::NoOpinion

@@ -133,6 +133,18 @@ impl SarAuthorizer {
     }
 }
 
+/// One review without the cache, with the API server's whole status (reason, evaluation
+/// error), for `explain`: the same request body and the same reading of the answer as every
+/// request the gateway reviews.
+pub async fn review_uncached(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+) -> Result<(Decision, SubjectAccessReviewStatus), CallError> {
+    let answer = api.create(PATH, &review_for(a)).await?;
+    let status = answer.status.unwrap_or_default();
+    Ok((decision(&status)?, status))
+}
+
 /// The review the kubelet sends for these attributes: user, uid, groups, extra, and
 /// `nodes/<subresource>` named after the node, version v1, empty group and namespace.
 pub fn review_for(a: &Attributes<'_>) -> SubjectAccessReview {

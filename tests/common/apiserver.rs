@@ -1,7 +1,8 @@
 #![allow(dead_code)]
 //! A stand-in for kube-apiserver as the gateway uses it: HTTPS (h2 and HTTP/1.1) on 127.0.0.1:0
 //! serving `TokenReview` and `SubjectAccessReview` creation like the real server
-//! (kubelet-behaviour.md 1.9, 2.5), scriptable faults for threats.md section 4 (status codes,
+//! (kubelet-behaviour.md 1.9, 2.5), scripted Nodes and kubelet-serving CSRs to read (for
+//! `diagnose`), scriptable faults for threats.md section 4 (status codes,
 //! garbage, hangs, dropped connections, huge bodies, stop and restart on the same port), and a
 //! record of every request it received.
 //!
@@ -60,6 +61,10 @@ pub const GATEWAY_CERT_CN: &str = "kubelet-gate";
 /// against, and what `status.audiences` then says.
 pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 pub const TOKENREVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// Nodes are read at `NODES_PATH/<name>` (GET only).
+pub const NODES_PATH: &str = "/api/v1/nodes";
+/// CertificateSigningRequests are listed here (GET only; a `fieldSelector` is ignored).
+pub const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 pub const SAR_PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// Size of a [`Behaviour::Huge`] body.
 pub const HUGE_BYTES: usize = 10 * 1024 * 1024;
@@ -260,6 +265,8 @@ impl Rule {
 
 struct Script {
     tokens: HashMap<String, TokenEntry>,
+    nodes: HashMap<String, Value>,
+    csrs: Vec<Value>,
     allow: Vec<Rule>,
     deny: Vec<Rule>,
     unknown_token_error: Option<String>,
@@ -345,6 +352,8 @@ impl ApiServer {
         let inner = Arc::new(Inner {
             script: Mutex::new(Script {
                 tokens: HashMap::new(),
+                nodes: HashMap::new(),
+                csrs: Vec::new(),
                 allow: Vec::new(),
                 deny: Vec::new(),
                 unknown_token_error: None,
@@ -475,6 +484,67 @@ impl ApiServer {
                 audiences: Some(audiences.iter().map(|a| a.to_string()).collect()),
             },
         );
+    }
+
+    /// Serves this Node at `GET /api/v1/nodes/<name>`: `addresses` as (type, address), and
+    /// `status.daemonEndpoints.kubeletEndpoint.Port` (0: left out, as for a node that reports none).
+    pub fn set_node(&self, name: &str, addresses: &[(&str, &str)], port: u16) {
+        let addresses: Vec<Value> = addresses
+            .iter()
+            .map(|(kind, address)| json!({"type": kind, "address": address}))
+            .collect();
+        let mut status = json!({"addresses": addresses});
+        if port > 0 {
+            status["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": port}});
+        }
+        let node = json!({
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {},
+            "status": status,
+        });
+        lock(&self.inner.script).nodes.insert(name.to_string(), node);
+    }
+
+    /// Adds a kubelet-serving CSR of `system:node:<node>` to the list at [`CSR_PATH`], created
+    /// `age_secs` ago. `condition`: None for Pending, or (type, reason, message) with type
+    /// Approved, Denied or Failed; `issued` adds a `status.certificate`.
+    pub fn add_serving_csr(
+        &self,
+        name: &str,
+        node: &str,
+        age_secs: i64,
+        condition: Option<(&str, &str, &str)>,
+        issued: bool,
+    ) {
+        let created = time::OffsetDateTime::now_utc() - time::Duration::seconds(age_secs);
+        let created = created
+            .replace_nanosecond(0)
+            .expect("whole seconds")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+        let mut status = json!({});
+        if let Some((kind, reason, message)) = condition {
+            status["conditions"] = json!([{"type": kind, "status": "True", "reason": reason, "message": message}]);
+        }
+        if issued {
+            status["certificate"] = json!(base64::engine::general_purpose::STANDARD.encode("issued"));
+        }
+        let csr = json!({
+            "kind": "CertificateSigningRequest",
+            "apiVersion": "certificates.k8s.io/v1",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {
+                "signerName": "kubernetes.io/kubelet-serving",
+                "username": format!("system:node:{node}"),
+                "groups": ["system:nodes", "system:authenticated"],
+                "usages": ["digital signature", "server auth"],
+                "request": "",
+            },
+            "status": status,
+        });
+        lock(&self.inner.script).csrs.push(csr);
     }
 
     pub fn remove_token(&self, token: &str) {
@@ -849,6 +919,12 @@ async fn handle(req: Request<Incoming>, mut conn: Conn) -> Result<Resp, Dropped>
             None,
         ));
     }
+    if review.is_none()
+        && parts.method == Method::GET
+        && let Some(answer) = read_object(&inner, parts.uri.path())
+    {
+        return Ok(answer);
+    }
     let Some(review) = review else {
         return Ok(status_response(
             StatusCode::NOT_FOUND,
@@ -901,6 +977,32 @@ async fn handle(req: Request<Incoming>, mut conn: Conn) -> Result<Resp, Dropped>
         Review::Sar => subject_access_review(&inner, object, &behaviour),
     };
     Ok(answer)
+}
+
+/// GET of a scripted Node or of the CSR list; None for any other path.
+fn read_object(inner: &Inner, path: &str) -> Option<Resp> {
+    let script = lock(&inner.script);
+    if let Some(name) = path.strip_prefix(NODES_PATH).and_then(|p| p.strip_prefix('/')) {
+        return Some(match script.nodes.get(name) {
+            Some(node) => json_response(StatusCode::OK, node),
+            None => status_response(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("nodes \"{name}\" not found"),
+                Some(json!({"name": name, "kind": "nodes"})),
+            ),
+        });
+    }
+    if path == CSR_PATH {
+        let list = json!({
+            "kind": "CertificateSigningRequestList",
+            "apiVersion": "certificates.k8s.io/v1",
+            "metadata": {"resourceVersion": "1"},
+            "items": script.csrs,
+        });
+        return Some(json_response(StatusCode::OK, &list));
+    }
+    None
 }
 
 fn bearer_is_gateway(headers: &HeaderMap) -> bool {

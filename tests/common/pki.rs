@@ -143,6 +143,49 @@ impl ClientSpec {
     }
 }
 
+/// Everything that can be varied in a serving certificate (for `diagnose`'s broken setups).
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub cn: String,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    /// `ServerAuthOnly` is the healthy case; `ClientAuth` a client certificate served by mistake.
+    pub eku: Eku,
+    pub not_before: Offset,
+    pub not_after: Offset,
+}
+
+impl ServerSpec {
+    /// CN as given, no SANs, EKU serverAuth, valid now-1h .. now+30d.
+    pub fn new(cn: &str) -> Self {
+        ServerSpec {
+            cn: cn.to_string(),
+            dns: Vec::new(),
+            ips: Vec::new(),
+            eku: Eku::ServerAuthOnly,
+            not_before: Offset::hours(-1),
+            not_after: Offset::days(30),
+        }
+    }
+    pub fn dns(mut self, names: &[&str]) -> Self {
+        self.dns = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn ips(mut self, ips: &[IpAddr]) -> Self {
+        self.ips = ips.to_vec();
+        self
+    }
+    pub fn eku(mut self, e: Eku) -> Self {
+        self.eku = e;
+        self
+    }
+    pub fn validity(mut self, not_before: Offset, not_after: Offset) -> Self {
+        self.not_before = not_before;
+        self.not_after = not_after;
+        self
+    }
+}
+
 /// Options for [`Ca::intermediate`]. `Default` (= [`IntermediateOpts::new`]) is a valid CA:TRUE
 /// intermediate without path length or name constraints.
 #[derive(Clone, Debug)]
@@ -352,6 +395,32 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = Offset::hours(-1).at().into();
         params.not_after = Offset::days(30).at().into();
+        params.use_authority_key_identifier_extension = true;
+        let key = new_key();
+        let cert = params.signed_by(&key, &self.issuer()).expect("sign server certificate");
+        self.leaf(cert.der().clone(), &key)
+    }
+
+    /// A serving certificate as described by `spec`.
+    pub fn server_with(&self, spec: ServerSpec) -> Leaf {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn_cn(&spec.cn);
+        params.subject_alt_names = spec
+            .dns
+            .iter()
+            .map(|d| SanType::DnsName(rcgen::string::Ia5String::try_from(d.to_string()).expect("DNS SAN is IA5")))
+            .chain(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)))
+            .collect();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = match spec.eku {
+            Eku::ClientAuth => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Eku::ServerAuthOnly => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Eku::None => Vec::new(),
+            Eku::ClientAndServer => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        params.not_before = spec.not_before.at().into();
+        params.not_after = spec.not_after.at().into();
         params.use_authority_key_identifier_extension = true;
         let key = new_key();
         let cert = params.signed_by(&key, &self.issuer()).expect("sign server certificate");

@@ -1,0 +1,653 @@
+//! `explain`: what the gateway would do with one request from a given identity, phase by phase.
+//!
+//! The phases are the pipeline's (`proxy::pipeline::Gateway::handle`), in its order, calling the
+//! same functions: [`path::check`], [`routes::mux`], the authenticated-group adder,
+//! [`request_verb`] and [`subresources`], the review loop [`review`] (with a recording
+//! authorizer), [`Root::dispatch`](crate::proxy::routes::Root::dispatch), and the bodies of
+//! [`respond`]. Authentication is given (user and groups), not performed; only a request without
+//! credentials is judged, as the gateway judges it (401 unless anonymous access is enabled).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+
+use http::{Method, Response, Uri, Version};
+use http_body_util::BodyExt;
+use serde::Serialize;
+
+use super::authorizer::{Backend, Recorder, Review};
+use crate::app::StartError;
+use crate::authn::UserInfo;
+use crate::authn::user::{self, ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP};
+use crate::authz::attributes::{request_verb, subresources};
+use crate::authz::{Attributes, Verdict, review};
+use crate::config::Config;
+use crate::proxy::path::{self, Rejection};
+use crate::proxy::respond::{self, Body};
+use crate::proxy::routes::{self, Dispatch, Handler, Mux};
+
+/// Who makes the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A request without credentials.
+    Anonymous,
+    /// An authenticated user, with the groups its credential carries.
+    User { name: String, groups: Vec<String> },
+}
+
+impl Identity {
+    /// `system:anonymous` stands for a request without credentials: the gateway gives that
+    /// identity to nothing else, and its group is always `system:unauthenticated` alone.
+    pub fn new(user: Option<&str>, groups: &[String], anonymous: bool) -> Result<Identity, String> {
+        let anonymous = anonymous || user == Some(ANONYMOUS_USER);
+        if anonymous {
+            if user.is_some_and(|u| u != ANONYMOUS_USER) {
+                return Err(format!(
+                    "an anonymous request has no user name (got {:?})",
+                    user.unwrap_or("")
+                ));
+            }
+            if groups.iter().any(|g| g != UNAUTHENTICATED_GROUP) {
+                return Err(format!(
+                    "an anonymous request carries exactly the group {UNAUTHENTICATED_GROUP}, not {groups:?}"
+                ));
+            }
+            return Ok(Identity::Anonymous);
+        }
+        match user {
+            Some(name) if !name.is_empty() => Ok(Identity::User {
+                name: name.to_owned(),
+                groups: groups.to_vec(),
+            }),
+            _ => Err("a user name is needed (or anonymous for a request without credentials)".into()),
+        }
+    }
+}
+
+/// One request to explain.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// An origin-form target (`/pods?x=y`) or a full URL (`https://10.0.0.5:10250/pods`).
+    pub target: String,
+    pub identity: Identity,
+}
+
+/// The phase that decided the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Path,
+    Route,
+    Authentication,
+    Authorization,
+    Handler,
+}
+
+/// What became of the request, in policy-test's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Refused before authentication (non-canonical path, unknown path, redirect).
+    Refused,
+    /// 401: no acceptable credential.
+    Unauthenticated,
+    /// 403: no subresource allowed it.
+    Forbidden,
+    /// 500: the authorizer failed.
+    Error,
+    /// Authorized, then forwarded or answered by the handler table.
+    Allowed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub anonymous: bool,
+    /// `system:authenticated` was added, as the API server adds it to every authenticated user.
+    #[serde(rename = "authenticatedGroupAdded")]
+    pub authenticated_group_added: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttributesView {
+    pub verb: String,
+    pub resource: &'static str,
+    pub name: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Tried in this order; the first allowed wins.
+    pub subresources: Vec<String>,
+    #[serde(rename = "execRequiresCreate")]
+    pub exec_requires_create: bool,
+    #[serde(rename = "fineGrained")]
+    pub fine_grained: bool,
+}
+
+/// Everything `explain` found, in pipeline order. A phase that was never reached is `None`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub method: String,
+    /// The target as given.
+    pub target: String,
+    /// The origin-form target the gateway would receive.
+    #[serde(rename = "requestTarget")]
+    pub request_target: Option<String>,
+    /// Why the canonical-path gate refused the target, if it did.
+    #[serde(rename = "pathRejected")]
+    pub path_rejected: Option<String>,
+    /// The mux pattern the path matched.
+    pub route: Option<String>,
+    pub user: Option<UserView>,
+    pub attributes: Option<AttributesView>,
+    pub reviews: Vec<Review>,
+    /// The handler the REST routes chose after authorization.
+    pub handler: Option<String>,
+    pub stage: Stage,
+    pub decision: Decision,
+    /// The status the gateway sends itself; `None` when the request is forwarded (the
+    /// upstream's status is the answer).
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// The upstream a forwarded request goes to.
+    #[serde(rename = "forwardedTo")]
+    pub forwarded_to: Option<String>,
+    /// One line on why the phase that answered did so.
+    pub why: String,
+}
+
+impl Explanation {
+    pub fn forwarded(&self) -> bool {
+        self.forwarded_to.is_some()
+    }
+}
+
+/// The parts of the configuration a decision depends on, and the authorizer.
+pub struct Explainer {
+    node_name: String,
+    fine_grained: bool,
+    exec_requires_create: bool,
+    anonymous_enabled: bool,
+    upstream: String,
+    backend: Backend,
+    /// What the authorizer is, for the reports.
+    pub authorizer: String,
+    /// What the gateway would warn about at start (policy files, AlwaysAllow).
+    pub warnings: Vec<String>,
+}
+
+impl Explainer {
+    pub async fn load(config: &Config) -> Result<Explainer, StartError> {
+        let (backend, warnings) = Backend::from_config(config).await?;
+        Ok(Explainer {
+            node_name: config.node_name.clone(),
+            fine_grained: config.fine_grained_authz,
+            exec_requires_create: config.authorization.exec_requires_create,
+            anonymous_enabled: config.authentication.anonymous,
+            upstream: config.upstream.read_only.to_string(),
+            authorizer: backend.describe(config),
+            backend,
+            warnings,
+        })
+    }
+
+    /// Runs the request through the pipeline's phases and says where it stops.
+    pub async fn explain(&self, request: &Request) -> Explanation {
+        let mut x = Explanation {
+            method: request.method.to_string(),
+            target: request.target.clone(),
+            request_target: None,
+            path_rejected: None,
+            route: None,
+            user: None,
+            attributes: None,
+            reviews: Vec::new(),
+            handler: None,
+            stage: Stage::Path,
+            decision: Decision::Refused,
+            status: None,
+            body: None,
+            headers: BTreeMap::new(),
+            forwarded_to: None,
+            why: String::new(),
+        };
+        let method = &request.method;
+
+        // Canonical path.
+        let uri = match origin_form(&request.target) {
+            Ok(uri) => uri,
+            Err(why) => {
+                x.path_rejected = Some(why.clone());
+                return answer(x, Stage::Path, Decision::Refused, respond::bad_request(), why).await;
+            }
+        };
+        x.request_target = uri.path_and_query().map(|t| t.to_string());
+        match path::check(&uri, Version::HTTP_11) {
+            Ok(()) => {}
+            Err(Rejection::TooLong) => {
+                let why = format!("request target longer than {} bytes", path::MAX_TARGET_BYTES);
+                x.path_rejected = Some(why.clone());
+                return answer(x, Stage::Path, Decision::Refused, respond::uri_too_long(), why).await;
+            }
+            Err(Rejection::BadRequest(why)) => {
+                x.path_rejected = Some(why.to_owned());
+                let why = format!("not a canonical path: {why} (refused before authentication)");
+                return answer(x, Stage::Path, Decision::Refused, respond::bad_request(), why).await;
+            }
+        }
+        let Some(target) = uri.path_and_query().cloned() else {
+            return answer(
+                x,
+                Stage::Path,
+                Decision::Refused,
+                respond::bad_request(),
+                "no path".into(),
+            )
+            .await;
+        };
+        let path = target.path();
+
+        // Mux.
+        let root = match routes::mux(path) {
+            Mux::NotFound => {
+                let why = "no endpoint of the kubelet has this path (answered before authentication)".into();
+                return answer(x, Stage::Route, Decision::Refused, respond::mux_not_found(), why).await;
+            }
+            Mux::Redirect(to) => {
+                x.route = Some(to.to_owned());
+                let with_body = method == Method::GET || method == Method::HEAD;
+                let why = format!("{to} is registered with its trailing slash: redirected before authentication");
+                let response = respond::mux_redirect(to, target.query(), with_body);
+                return answer(x, Stage::Route, Decision::Refused, response, why).await;
+            }
+            Mux::Known(root) => root,
+        };
+        x.route = Some(root.prefix.to_owned());
+
+        // Authentication (given, not performed).
+        let user = match &request.identity {
+            Identity::Anonymous if !self.anonymous_enabled => {
+                x.user = Some(UserView {
+                    name: ANONYMOUS_USER.into(),
+                    groups: vec![UNAUTHENTICATED_GROUP.into()],
+                    anonymous: true,
+                    authenticated_group_added: false,
+                });
+                let why = "no credential, and authentication.anonymous.enabled is false".into();
+                return answer(
+                    x,
+                    Stage::Authentication,
+                    Decision::Unauthenticated,
+                    respond::unauthorized(),
+                    why,
+                )
+                .await;
+            }
+            Identity::Anonymous => (*user::anonymous()).clone(),
+            Identity::User { name, groups } => UserInfo {
+                name: name.clone(),
+                groups: groups.clone(),
+                ..UserInfo::default()
+            }
+            .with_authenticated_group(),
+        };
+        let added = match &request.identity {
+            Identity::User { groups, .. } => user.groups.len() > groups.len(),
+            Identity::Anonymous => false,
+        };
+        x.user = Some(UserView {
+            name: user.name.clone(),
+            groups: user.groups.clone(),
+            anonymous: request.identity == Identity::Anonymous,
+            authenticated_group_added: added,
+        });
+
+        // Attributes and the review loop.
+        let verb = request_verb(method, path, self.exec_requires_create);
+        let tried = subresources(path, self.fine_grained);
+        x.attributes = Some(AttributesView {
+            verb: verb.to_owned(),
+            resource: Attributes::RESOURCE,
+            name: self.node_name.clone(),
+            api_version: Attributes::API_VERSION,
+            subresources: tried.iter().map(|s| (*s).to_owned()).collect(),
+            exec_requires_create: self.exec_requires_create,
+            fine_grained: self.fine_grained,
+        });
+        let recorder = Recorder::new(&self.backend);
+        let verdict = review(&recorder, &user, verb, tried, &self.node_name, &AtomicU64::new(0)).await;
+        x.reviews = recorder.into_reviews();
+        match verdict {
+            Verdict::Allowed { .. } => {}
+            Verdict::Forbidden => {
+                let why = "no subresource was allowed".into();
+                let response = respond::forbidden(&user.name, verb, tried);
+                return answer(x, Stage::Authorization, Decision::Forbidden, response, why).await;
+            }
+            Verdict::Failed { subresource, error } => {
+                let why = format!("the authorizer failed on nodes/{subresource}: {error}");
+                let response = respond::authorization_error(&user.name, verb, subresource);
+                return answer(x, Stage::Authorization, Decision::Error, response, why).await;
+            }
+        }
+
+        // The REST routes and the handler.
+        match root.dispatch(method, path) {
+            Dispatch::NoRoute => {
+                x.handler = Some("none: no route under this mux pattern".into());
+                let why = "authorized, but no route matches the path".into();
+                answer(x, Stage::Handler, Decision::Allowed, respond::route_not_found(), why).await
+            }
+            Dispatch::MethodNotAllowed(allow) => {
+                x.handler = Some(format!("none: the route takes {allow}"));
+                let why = format!("authorized, but the route takes only {allow}");
+                answer(
+                    x,
+                    Stage::Handler,
+                    Decision::Allowed,
+                    respond::method_not_allowed(allow),
+                    why,
+                )
+                .await
+            }
+            Dispatch::Handle(Handler::Private(endpoint)) => {
+                x.handler = Some(format!("{endpoint}: needs the kubelet's private API"));
+                let why = format!("authorized, but {endpoint} needs the kubelet's own port (not in this version)");
+                answer(
+                    x,
+                    Stage::Handler,
+                    Decision::Allowed,
+                    respond::needs_private_api(endpoint),
+                    why,
+                )
+                .await
+            }
+            Dispatch::Handle(Handler::ReadOnly) => {
+                x.handler = Some("read-only endpoint: forwarded to upstream.readOnly".into());
+                x.stage = Stage::Handler;
+                x.decision = Decision::Allowed;
+                x.forwarded_to = Some(self.upstream.clone());
+                x.why = format!(
+                    "authorized and forwarded to {}: the status and body are the upstream's",
+                    self.upstream
+                );
+                x
+            }
+        }
+    }
+}
+
+/// The origin-form target of a full URL, or the target itself; parsed as hyper would.
+fn origin_form(target: &str) -> Result<Uri, String> {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let is_url = lower.starts_with("https://") || lower.starts_with("http://");
+    let uri: Uri = target
+        .parse()
+        .map_err(|e| format!("not a valid request target ({e}): the HTTP parser refuses it"))?;
+    if !is_url {
+        return Ok(uri);
+    }
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    pq.parse().map_err(|e| format!("not a valid request target: {e}"))
+}
+
+async fn answer(
+    mut x: Explanation,
+    stage: Stage,
+    decision: Decision,
+    response: Response<Body>,
+    why: String,
+) -> Explanation {
+    let (parts, body) = response.into_parts();
+    x.stage = stage;
+    x.decision = decision;
+    x.status = Some(parts.status.as_u16());
+    for (name, value) in &parts.headers {
+        x.headers.insert(
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        );
+    }
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    x.body = Some(String::from_utf8_lossy(&bytes).into_owned());
+    x.why = why;
+    x
+}
+
+/// The report for people.
+pub fn render(x: &Explanation, authorizer: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {}", x.method, x.target);
+    if !matches!(
+        x.method.as_str(),
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"
+    ) {
+        let _ = writeln!(
+            out,
+            "  (method names are case-sensitive: only GET, POST, PUT, PATCH and DELETE have a verb)"
+        );
+    }
+    let _ = writeln!(out, "  authorizer: {authorizer}");
+    let row = |out: &mut String, label: &str, text: &str| {
+        let _ = writeln!(out, "  {label:<15} {text}");
+    };
+    match (&x.path_rejected, &x.request_target) {
+        (Some(why), _) => row(&mut out, "path", &format!("refused: {why}")),
+        (None, Some(t)) if t != &x.target => row(&mut out, "path", &format!("canonical (sent as {t})")),
+        (None, _) => row(&mut out, "path", "canonical"),
+    }
+    if x.path_rejected.is_none() {
+        match &x.route {
+            Some(r) if x.stage == Stage::Route => row(&mut out, "route", &format!("redirect to {r}")),
+            Some(r) => row(&mut out, "route", &format!("mux pattern {r}")),
+            None => row(&mut out, "route", "no mux pattern matches"),
+        }
+    }
+    if let Some(u) = &x.user {
+        let mut text = format!("{} [{}]", u.name, u.groups.join(" "));
+        if u.anonymous {
+            text.push_str(" (a request without credentials)");
+        }
+        if u.authenticated_group_added {
+            let _ = write!(
+                text,
+                " ({AUTHENTICATED_GROUP} added: every authenticated user carries it)"
+            );
+        }
+        row(&mut out, "identity", &text);
+    }
+    if let Some(a) = &x.attributes {
+        let mut verb = if a.verb.is_empty() {
+            format!("verb=\"\" (no verb for {})", x.method)
+        } else {
+            format!("verb={}", a.verb)
+        };
+        if a.exec_requires_create && a.verb == "create" && x.method != "POST" {
+            verb.push_str(" (execRequiresCreate: exec, attach, portForward and run are always create)");
+        } else if !a.verb.is_empty() {
+            let _ = write!(verb, " (from {})", x.method);
+        }
+        row(
+            &mut out,
+            "attributes",
+            &format!(
+                "{verb} resource={} name={} subresources=[{}]{}",
+                a.resource,
+                a.name,
+                a.subresources.join(" "),
+                if a.subresources.len() > 1 {
+                    " (fine-grained: the first allowed wins)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    for (i, r) in x.reviews.iter().enumerate() {
+        let mut text = format!("{:<24} {}", r.request(), r.decision);
+        if let Some(reason) = &r.reason {
+            let _ = write!(text, ": {reason}");
+        }
+        if let Some(e) = &r.error {
+            let _ = write!(text, ": {e}");
+        }
+        row(&mut out, &format!("review {}", i + 1), &text);
+    }
+    if let Some(h) = &x.handler {
+        row(&mut out, "handler", h);
+    }
+    match (x.status, &x.forwarded_to) {
+        (_, Some(_)) => {
+            let _ = writeln!(out, "result: allowed: {}", x.why);
+        }
+        (Some(status), None) => {
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            let _ = writeln!(out, "result: {status} {reason}: {}", x.why);
+            for (name, value) in &x.headers {
+                if matches!(name.as_str(), "allow" | "location") {
+                    let _ = writeln!(out, "  {name}: {value}");
+                }
+            }
+            if let Some(body) = &x.body
+                && !body.is_empty()
+            {
+                let _ = writeln!(out, "  body: {:?}", body);
+            }
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities() {
+        assert_eq!(Identity::new(None, &[], true), Ok(Identity::Anonymous));
+        assert_eq!(Identity::new(Some(ANONYMOUS_USER), &[], false), Ok(Identity::Anonymous));
+        assert_eq!(
+            Identity::new(Some(ANONYMOUS_USER), &[UNAUTHENTICATED_GROUP.into()], false),
+            Ok(Identity::Anonymous)
+        );
+        assert!(Identity::new(Some(ANONYMOUS_USER), &["g".into()], false).is_err());
+        assert!(Identity::new(Some("alice"), &[], true).is_err());
+        assert!(Identity::new(None, &[], false).is_err());
+        assert_eq!(
+            Identity::new(Some("alice"), &["g".into()], false),
+            Ok(Identity::User {
+                name: "alice".into(),
+                groups: vec!["g".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn urls_become_origin_form() {
+        let u = origin_form("https://10.0.0.5:10250/containerLogs/ns/p/c?follow=true").expect("url");
+        assert_eq!(u.to_string(), "/containerLogs/ns/p/c?follow=true");
+        assert_eq!(origin_form("HTTPS://node").expect("url").to_string(), "/");
+        assert_eq!(
+            origin_form("/metrics/../exec").expect("path").path(),
+            "/metrics/../exec"
+        );
+        assert!(origin_form("/p ods").is_err());
+    }
+
+    async fn rbac_explainer(policy: &str) -> Explainer {
+        let policy = crate::authz::rbac::RbacPolicy::from_sources(&[("p.yaml".into(), policy.into())]).expect("policy");
+        Explainer {
+            node_name: "node-a".into(),
+            fine_grained: true,
+            exec_requires_create: true,
+            anonymous_enabled: false,
+            upstream: "http://127.0.0.1:10255/".into(),
+            backend: Backend::Rbac(crate::authz::RbacAuthorizer { policy }),
+            authorizer: "RBAC".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn request(method: Method, target: &str, user: &str, groups: &[&str]) -> Request {
+        Request {
+            method,
+            target: target.into(),
+            identity: Identity::User {
+                name: user.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            },
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn phases_in_order() {
+        block_on(async {
+            let e = rbac_explainer("").await;
+            let x = e.explain(&request(Method::GET, "/metrics/../exec", "a", &[])).await;
+            assert_eq!(
+                (x.stage, x.status, x.decision),
+                (Stage::Path, Some(400), Decision::Refused)
+            );
+            let x = e.explain(&request(Method::GET, "/foo", "a", &[])).await;
+            assert_eq!((x.stage, x.status), (Stage::Route, Some(404)));
+            assert_eq!(x.body.as_deref(), Some("404 page not found\n"));
+            let x = e.explain(&request(Method::GET, "/stats?x=1", "a", &[])).await;
+            assert_eq!(x.status, Some(301));
+            assert_eq!(x.headers.get("location").map(String::as_str), Some("/stats/?x=1"));
+
+            let x = e.explain(&request(Method::GET, "/pods", "alice", &["team"])).await;
+            assert_eq!((x.stage, x.status), (Stage::Authorization, Some(403)));
+            assert_eq!(
+                x.body.as_deref(),
+                Some("Forbidden (user=alice, verb=get, resource=nodes, subresource(s)=[pods proxy])\n")
+            );
+            let user = x.user.expect("user");
+            assert_eq!(user.groups, ["team", AUTHENTICATED_GROUP]);
+            assert!(user.authenticated_group_added);
+            assert_eq!(x.reviews.len(), 2);
+            assert!(x.reviews.iter().all(|r| r.decision == "noOpinion"));
+
+            let x = e
+                .explain(&request(Method::GET, "/exec/ns/p/c", "admin", &["system:masters"]))
+                .await;
+            assert_eq!((x.decision, x.status), (Decision::Allowed, Some(405)));
+            assert_eq!(x.attributes.expect("attributes").verb, "create");
+            assert!(
+                x.reviews[0]
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("cluster-admin"))
+            );
+
+            let x = e
+                .explain(&request(Method::GET, "/healthz", "admin", &["system:masters"]))
+                .await;
+            assert!(x.forwarded() && x.status.is_none() && x.decision == Decision::Allowed);
+
+            let anonymous = Request {
+                method: Method::GET,
+                target: "/pods".into(),
+                identity: Identity::Anonymous,
+            };
+            let x = e.explain(&anonymous).await;
+            assert_eq!(
+                (x.stage, x.status, x.body.as_deref()),
+                (Stage::Authentication, Some(401), Some("Unauthorized"))
+            );
+            assert!(x.reviews.is_empty());
+        });
+    }
+}

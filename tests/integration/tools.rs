@@ -1,0 +1,957 @@
+//! The operator tools against real servers: `diagnose` names the cause and the fix of each
+//! classic broken setup (kubelet-behaviour.md §6.3) served by the real gateway over TLS, and
+//! `explain` and `policy-test` agree with what the running gateway does for the same requests.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use kubelet_gate::tools::diagnose::{self, Options, Report, Verdict};
+use kubelet_gate::tools::explain::{Decision, Explainer, Identity, Request};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use crate::common::apiserver::{ApiServer, Behaviour};
+use crate::common::pki::{Ca, ClientSpec, Eku, Leaf, Offset, ServerSpec};
+use crate::common::{Harness, NODE, Setup, TokenUser};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubelet-gate");
+const APISERVER_USER: &str = "kube-apiserver-kubelet-client";
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Runs the real binary without blocking the runtime the servers run on.
+async fn cli(args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output())
+        .await
+        .expect("join")
+        .expect("run kubelet-gate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn binding(user: &str, role: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: bind-{}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {role}\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: {user}\n",
+        user.replace(':', "-")
+    )
+}
+
+/// A cluster's PKI as kube-apiserver sees it: the CA in `--kubelet-certificate-authority`, and
+/// files written for the flags.
+struct Pki {
+    cluster_ca: Ca,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = Pki {
+            cluster_ca: Ca::new("kubernetes"),
+            dir: tempfile::tempdir().expect("dir"),
+        };
+        pki.cluster_ca.write_pem(&pki.path("ca.crt"));
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A healthy serving certificate for the node: DNS and IP SANs, server auth, current.
+    fn healthy_spec(&self) -> ServerSpec {
+        ServerSpec::new(&format!("system:node:{NODE}"))
+            .dns(&[NODE, "localhost"])
+            .ips(&[LOCALHOST])
+    }
+
+    fn write(&self, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
+        let (cert, key) = (self.path(&format!("{name}.crt")), self.path(&format!("{name}.key")));
+        leaf.write(&cert, &key);
+        (cert, key)
+    }
+}
+
+/// The real gateway, serving `serving` (or its self-signed pair), with the API server's client
+/// identity bound to system:kubelet-api-admin unless `rbac` is false.
+async fn node(pki: &Pki, serving: Option<Leaf>, rbac: bool) -> Harness {
+    let mut setup = Setup::default();
+    if let Some(leaf) = serving {
+        let (cert, key) = pki.write("serving", &leaf);
+        setup.top_yaml = format!(
+            "tlsCertFile: {}\ntlsPrivateKeyFile: {}\n",
+            cert.display(),
+            key.display()
+        );
+    }
+    if rbac {
+        setup.rbac = vec![binding(APISERVER_USER, "system:kubelet-api-admin")];
+    }
+    Harness::start(setup).await
+}
+
+/// kube-apiserver's kubelet client certificate, issued by the node's client CA.
+fn apiserver_client(pki: &Pki, h: &Harness) -> (PathBuf, PathBuf) {
+    let leaf = h.client_ca.client(ClientSpec::new(APISERVER_USER));
+    pki.write("apiserver-kubelet-client", &leaf)
+}
+
+fn options(target: String, ca: Option<PathBuf>, client: Option<(PathBuf, PathBuf)>) -> Options {
+    let (client_cert, client_key) = client.map_or((None, None), |(c, k)| (Some(c), Some(k)));
+    Options {
+        target: Some(target),
+        ca_file: ca,
+        client_cert,
+        client_key,
+        timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+async fn diagnose(o: &Options) -> Report {
+    diagnose::run(o).await.expect("diagnose runs")
+}
+
+fn ip_target(h: &Harness) -> String {
+    format!("127.0.0.1:{}", h.addr.port())
+}
+
+/// The check, which must have this verdict.
+fn check<'r>(r: &'r Report, id: &str, verdict: Verdict) -> &'r diagnose::Check {
+    let c = r
+        .check(id)
+        .unwrap_or_else(|| panic!("no {id} check in\n{}", diagnose::render(r)));
+    assert_eq!(c.verdict, verdict, "{id}\n{}", diagnose::render(r));
+    c
+}
+
+fn failures(r: &Report) -> Vec<&'static str> {
+    r.checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .map(|c| c.id)
+        .collect()
+}
+
+fn contains(haystack: &Option<String>, needle: &str) -> bool {
+    haystack.as_deref().is_some_and(|h| h.contains(needle))
+}
+
+// ---- diagnose: the healthy setup and each classic broken one --------------------------------
+
+#[tokio::test]
+async fn diagnose_passes_a_healthy_node() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), true).await;
+    let client = apiserver_client(&pki, &h);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client.clone()))).await;
+    assert!(r.ok, "{}", diagnose::render(&r));
+    assert_eq!(r.apiserver_error, None);
+    for id in [
+        "connect",
+        "self-signed",
+        "names",
+        "validity",
+        "clock",
+        "server-auth",
+        "trust",
+        "anonymous-probe",
+    ] {
+        check(&r, id, Verdict::Pass);
+    }
+    check(&r, "client-certificate", Verdict::Pass);
+    check(&r, "client-ca", Verdict::Pass);
+    let probe = check(&r, "client-probe", Verdict::Pass);
+    assert!(probe.summary.contains(APISERVER_USER), "{}", probe.summary);
+    check(&r, "logs-probe", Verdict::Pass);
+
+    // The command line: exit 0, and JSON for scripts.
+    let (code, out, err) = cli(args(&[
+        "diagnose",
+        &ip_target(&h),
+        "--kubelet-certificate-authority",
+        &pki.path("ca.crt").display().to_string(),
+        "--kubelet-client-certificate",
+        &client.0.display().to_string(),
+        "--kubelet-client-key",
+        &client.1.display().to_string(),
+        "--output",
+        "json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let json: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(json["ok"], true);
+    assert!(json["checks"].as_array().is_some_and(|c| c.len() >= 12), "{out}");
+}
+
+#[tokio::test]
+async fn diagnose_names_the_self_signed_kubelet_certificate() {
+    let pki = Pki::new();
+    let h = node(&pki, None, true).await; // the gateway's own self-signed pair
+    let client = apiserver_client(&pki, &h);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client.clone()))).await;
+    assert!(!r.ok);
+    let trust = check(&r, "trust", Verdict::Fail);
+    assert_eq!(
+        trust.error.as_deref(),
+        Some("x509: certificate signed by unknown authority")
+    );
+    let self_signed = check(&r, "self-signed", Verdict::Fail);
+    assert!(
+        self_signed.summary.contains(&format!("{NODE}-ca@")),
+        "{}",
+        self_signed.summary
+    );
+    assert!(
+        contains(&self_signed.fix, "serverTLSBootstrap"),
+        "{:?}",
+        self_signed.fix
+    );
+    assert_eq!(failures(&r), ["self-signed", "trust"]);
+    assert!(
+        contains(
+            &r.apiserver_error,
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        ),
+        "{:?}",
+        r.apiserver_error
+    );
+
+    // Without --kubelet-certificate-authority kube-apiserver verifies nothing: warnings only.
+    let r = diagnose(&options(ip_target(&h), None, Some(client))).await;
+    assert!(r.ok, "{}", diagnose::render(&r));
+    let trust = check(&r, "trust", Verdict::Warn);
+    assert!(trust.summary.contains("not verified (insecure)"), "{}", trust.summary);
+    check(&r, "self-signed", Verdict::Warn);
+}
+
+#[tokio::test]
+async fn diagnose_names_the_missing_ip_san_and_the_wrong_name() {
+    let pki = Pki::new();
+    let dns_only = pki.cluster_ca.server_with(ServerSpec::new(NODE).dns(&[NODE]));
+    let h = node(&pki, Some(dns_only), true).await;
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), None)).await;
+    let names = check(&r, "names", Verdict::Fail);
+    assert_eq!(
+        names.error.as_deref(),
+        Some("x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs")
+    );
+    assert!(contains(&names.fix, "IP SAN for 127.0.0.1"), "{:?}", names.fix);
+    check(&r, "trust", Verdict::Pass);
+    assert_eq!(failures(&r), ["names"]);
+    assert!(contains(&r.apiserver_error, "doesn't contain any IP SANs"));
+
+    let r = diagnose(&options(
+        format!("localhost:{}", h.addr.port()),
+        Some(pki.path("ca.crt")),
+        None,
+    ))
+    .await;
+    let names = check(&r, "names", Verdict::Fail);
+    assert_eq!(
+        names.error.as_deref(),
+        Some("x509: certificate is valid for node-a, not localhost")
+    );
+}
+
+#[tokio::test]
+async fn diagnose_names_a_certificate_from_another_ca() {
+    let pki = Pki::new();
+    let other = Ca::new("some-other-ca");
+    let h = node(&pki, Some(other.server_with(pki.healthy_spec())), true).await;
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), None)).await;
+    let trust = check(&r, "trust", Verdict::Fail);
+    assert_eq!(
+        trust.error.as_deref(),
+        Some("x509: certificate signed by unknown authority")
+    );
+    assert!(contains(&trust.fix, "some-other-ca"), "{:?}", trust.fix);
+    assert!(
+        trust.evidence.iter().any(|e| e.contains("CN=kubernetes")),
+        "{:?}",
+        trust.evidence
+    );
+    check(&r, "self-signed", Verdict::Pass);
+    assert_eq!(failures(&r), ["trust"]);
+}
+
+#[tokio::test]
+async fn diagnose_names_expired_and_not_yet_valid_certificates() {
+    let pki = Pki::new();
+    let expired = pki
+        .cluster_ca
+        .server_with(pki.healthy_spec().validity(Offset::days(-10), Offset::days(-1)));
+    let h = node(&pki, Some(expired), true).await;
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), None)).await;
+    let validity = check(&r, "validity", Verdict::Fail);
+    let error = validity.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("x509: certificate has expired or is not yet valid: current time ")
+            && error.contains(" is after "),
+        "{error}"
+    );
+    assert!(contains(&validity.fix, "kubelet.crt"), "{:?}", validity.fix);
+    check(&r, "trust", Verdict::Pass);
+    assert_eq!(failures(&r), ["validity"]);
+    assert!(contains(
+        &r.apiserver_error,
+        "certificate has expired or is not yet valid"
+    ));
+
+    let future = pki
+        .cluster_ca
+        .server_with(pki.healthy_spec().validity(Offset::days(1), Offset::days(30)));
+    let h = node(&pki, Some(future), true).await;
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), None)).await;
+    let validity = check(&r, "validity", Verdict::Fail);
+    assert!(contains(&validity.error, " is before "), "{:?}", validity.error);
+    assert!(contains(&validity.fix, "clock"), "{:?}", validity.fix);
+}
+
+#[tokio::test]
+async fn diagnose_names_a_client_certificate_served_as_serving_certificate() {
+    let pki = Pki::new();
+    let client_only = pki.cluster_ca.server_with(pki.healthy_spec().eku(Eku::ClientAuth));
+    let h = node(&pki, Some(client_only), true).await;
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), None)).await;
+    let usage = check(&r, "server-auth", Verdict::Fail);
+    assert_eq!(
+        usage.error.as_deref(),
+        Some("x509: certificate specifies an incompatible key usage")
+    );
+    assert!(contains(&usage.fix, "client certificate"), "{:?}", usage.fix);
+    check(&r, "trust", Verdict::Pass);
+    assert_eq!(failures(&r), ["server-auth"]);
+}
+
+/// A node that fails every handshake with `internal_error`, as a kubelet does while its serving
+/// CSR is pending: it reads the ClientHello and answers with the alert.
+async fn node_without_certificate() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut hello = [0u8; 4096];
+                let _ = tcp.read(&mut hello).await;
+                // TLS record: alert, TLS 1.2 framing, length 2, fatal (2), internal_error (80).
+                let _ =
+                    tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x50]).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn diagnose_explains_a_pending_serving_csr() {
+    let kubelet = node_without_certificate().await;
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    api.add_serving_csr(
+        "csr-old",
+        NODE,
+        7200,
+        Some(("Denied", "NotNodeAddress", "IP 10.9.9.9 is not the node's")),
+        false,
+    );
+    api.add_serving_csr("csr-new", NODE, 60, None, false);
+    api.add_serving_csr("csr-other-node", "node-b", 30, None, false);
+    // kubelet-gate itself waiting for its serving certificate (the stand-in never signs).
+    let gate = Harness::start(Setup {
+        top_yaml: "serverTLSBootstrap: true\n".into(),
+        kubeconfig: Some(kubeconfig.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let o = Options {
+        target: None,
+        node: Some(NODE.into()),
+        kubeconfig: Some(kubeconfig.clone()),
+        ..Options::default()
+    };
+    for port in [kubelet.port(), gate.addr.port()] {
+        api.set_node(
+            NODE,
+            &[("InternalIP", "127.0.0.1"), ("ExternalIP", "203.0.113.7")],
+            port,
+        );
+        let r = diagnose(&o).await;
+        let node = check(&r, "node", Verdict::Pass);
+        assert!(node.summary.contains("127.0.0.1 (its InternalIP)"), "{}", node.summary);
+        assert_eq!(r.target, format!("127.0.0.1:{port}"));
+        let connect = check(&r, "connect", Verdict::Fail);
+        assert_eq!(connect.error.as_deref(), Some("remote error: tls: internal error"));
+        assert!(
+            connect.summary.contains("no serving certificate"),
+            "{}",
+            connect.summary
+        );
+        let csr = check(&r, "serving-csr", Verdict::Fail);
+        assert!(csr.summary.contains("csr-new is Pending"), "{}", csr.summary);
+        assert!(
+            contains(&csr.fix, "kubectl certificate approve csr-new"),
+            "{:?}",
+            csr.fix
+        );
+        assert!(
+            csr.evidence
+                .iter()
+                .any(|e| e.contains("csr-old Denied: NotNodeAddress")),
+            "{:?}",
+            csr.evidence
+        );
+        assert!(
+            !csr.evidence.iter().any(|e| e.contains("csr-other-node")),
+            "{:?}",
+            csr.evidence
+        );
+        assert!(contains(&r.apiserver_error, "remote error: tls: internal error"));
+    }
+
+    // The latest one denied: the denial's reason is the cause.
+    api.add_serving_csr(
+        "csr-newest",
+        NODE,
+        5,
+        Some(("Denied", "NotNodeAddress", "IP 10.9.9.9 is not the node's")),
+        false,
+    );
+    let r = diagnose(&o).await;
+    let csr = check(&r, "serving-csr", Verdict::Fail);
+    assert!(
+        csr.summary
+            .contains("csr-newest was denied (NotNodeAddress: IP 10.9.9.9 is not the node's)"),
+        "{}",
+        csr.summary
+    );
+
+    // kube-apiserver's address choice: no address of the preferred types.
+    let o = Options {
+        preferred_address_types: vec!["Hostname".into(), "InternalDNS".into()],
+        ..o
+    };
+    let r = diagnose(&o).await;
+    let node = check(&r, "node", Verdict::Fail);
+    assert_eq!(
+        node.error.as_deref(),
+        Some("no preferred addresses found; known addresses: [{InternalIP 127.0.0.1} {ExternalIP 203.0.113.7}]")
+    );
+    assert!(r.check("connect").is_none());
+}
+
+#[tokio::test]
+async fn diagnose_reads_the_node_of_a_healthy_gateway() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), true).await;
+    let client = apiserver_client(&pki, &h);
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    api.set_node(NODE, &[("InternalIP", "127.0.0.1")], h.addr.port());
+    api.add_serving_csr(
+        "csr-1",
+        NODE,
+        600,
+        Some(("Approved", "AutoApproved", "approved by the approver")),
+        true,
+    );
+    let (code, out, err) = cli(args(&[
+        "diagnose",
+        "--node",
+        NODE,
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--kubelet-preferred-address-types",
+        "InternalIP,ExternalIP,Hostname",
+        "--kubelet-certificate-authority",
+        &pki.path("ca.crt").display().to_string(),
+        "--kubelet-client-certificate",
+        &client.0.display().to_string(),
+        "--kubelet-client-key",
+        &client.1.display().to_string(),
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS node"), "{out}");
+    assert!(out.contains("PASS serving-csr"), "{out}");
+    assert!(out.contains("PASS node-cn"), "{out}");
+    assert!(out.contains("kube-apiserver would accept this node"), "{out}");
+}
+
+#[tokio::test]
+async fn diagnose_names_a_client_certificate_from_the_wrong_ca() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), true).await;
+    let wrong = Ca::new("wrong-client-ca").client(ClientSpec::new(APISERVER_USER));
+    let client = pki.write("wrong-client", &wrong);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client))).await;
+    let ca = check(&r, "client-ca", Verdict::Fail);
+    assert!(ca.summary.contains("CN=wrong-client-ca"), "{}", ca.summary);
+    assert!(
+        ca.evidence.iter().any(|e| e.contains("CN=test-client-ca")),
+        "{:?}",
+        ca.evidence
+    );
+    let probe = check(&r, "client-probe", Verdict::Fail);
+    assert_eq!(probe.error.as_deref(), Some("Unauthorized"));
+    assert!(contains(&probe.fix, "clientCAFile"), "{:?}", probe.fix);
+    check(&r, "logs-probe", Verdict::Info);
+    check(&r, "client-certificate", Verdict::Pass);
+    assert_eq!(failures(&r), ["client-ca", "client-probe"]);
+    assert_eq!(r.apiserver_error.as_deref(), Some("401 Unauthorized"));
+
+    // An expired one from the right CA: the certificate check says why.
+    let expired = h.client_ca.client(ClientSpec::new(APISERVER_USER).expired());
+    let client = pki.write("expired-client", &expired);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client))).await;
+    let cert = check(&r, "client-certificate", Verdict::Fail);
+    assert!(contains(&cert.error, "is after"), "{:?}", cert.error);
+    check(&r, "client-probe", Verdict::Fail);
+}
+
+#[tokio::test]
+async fn diagnose_names_the_identity_that_lacks_rbac() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), false).await;
+    let client = apiserver_client(&pki, &h);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client))).await;
+    check(&r, "client-ca", Verdict::Pass);
+    let probe = check(&r, "client-probe", Verdict::Fail);
+    assert!(
+        probe.summary.contains(&format!("accepted as {APISERVER_USER}")),
+        "{}",
+        probe.summary
+    );
+    assert!(probe.summary.contains("nodes/healthz"), "{}", probe.summary);
+    assert_eq!(
+        probe.error.as_deref(),
+        Some(
+            "Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource(s)=[healthz proxy])"
+        )
+    );
+    assert!(
+        contains(
+            &probe.fix,
+            "--clusterrole=system:kubelet-api-admin --user=kube-apiserver-kubelet-client"
+        ),
+        "{:?}",
+        probe.fix
+    );
+    let logs = check(&r, "logs-probe", Verdict::Fail);
+    assert!(logs.summary.contains("nodes/proxy"), "{}", logs.summary);
+    assert_eq!(failures(&r), ["client-probe", "logs-probe"]);
+}
+
+#[tokio::test]
+async fn diagnose_command_line_exit_codes() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Nothing listens: a finding, exit 1.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (code, out, _) = cli(args(&["diagnose", &format!("127.0.0.1:{port}")])).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("connection refused"), "{out}");
+    // Usage: no target, a bad flag value, an unreadable file: exit 2.
+    let (code, _, err) = cli(args(&["diagnose"])).await;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = cli(args(&[
+        "diagnose",
+        "127.0.0.1",
+        "--kubelet-preferred-address-types",
+        "InternalIP,Bogus",
+    ]))
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Bogus"), "{err}");
+    let missing = dir.path().join("missing.crt").display().to_string();
+    let (code, _, err) = cli(args(&[
+        "diagnose",
+        "127.0.0.1",
+        "--kubelet-certificate-authority",
+        &missing,
+    ]))
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.crt"), "{err}");
+}
+
+// ---- explain and policy-test agree with the running gateway ---------------------------------
+
+const QUICKSTART_RBAC: &str = include_str!("../../config/rbac/quickstart.yaml");
+
+fn token_users() -> Vec<TokenUser> {
+    vec![
+        TokenUser {
+            token: "admin-token",
+            user: "admin",
+            uid: "u1",
+            groups: &["kubelet-admins"],
+        },
+        TokenUser {
+            token: "metrics-token",
+            user: "prometheus",
+            uid: "u2",
+            groups: &["monitoring"],
+        },
+        TokenUser {
+            token: "proxy-token",
+            user: "legacy-monitor",
+            uid: "u3",
+            groups: &[],
+        },
+        TokenUser {
+            token: "masters-token",
+            user: APISERVER_USER,
+            uid: "u4",
+            groups: &["system:masters"],
+        },
+        TokenUser {
+            token: "nobody-token",
+            user: "nobody",
+            uid: "u5",
+            groups: &["team"],
+        },
+    ]
+}
+
+/// (token or "" for none, method, target)
+const TABLE: &[(&str, &str, &str)] = &[
+    ("admin-token", "GET", "/healthz"),
+    ("admin-token", "GET", "/pods"),
+    ("admin-token", "POST", "/pods"),
+    ("admin-token", "GET", "/pods/extra"),
+    ("admin-token", "POST", "/exec/default/web/app?command=id"),
+    ("admin-token", "GET", "/containerLogs/default/web/app"),
+    ("admin-token", "GET", "/stats"),
+    ("admin-token", "GET", "/stats/summary"),
+    ("admin-token", "GET", "/configz"),
+    ("admin-token", "HEAD", "/metrics"),
+    ("admin-token", "GET", "/foo"),
+    ("admin-token", "GET", "/metrics/%2e%2e/exec/default/web/app"),
+    ("admin-token", "GET", "//exec/default/web/app"),
+    ("metrics-token", "GET", "/metrics/cadvisor"),
+    ("metrics-token", "GET", "/stats/summary"),
+    ("metrics-token", "GET", "/pods"),
+    ("metrics-token", "GET", "/healthz"),
+    ("metrics-token", "POST", "/exec/default/web/app"),
+    ("proxy-token", "GET", "/pods"),
+    ("proxy-token", "GET", "/exec/default/web/app?command=sh"),
+    ("proxy-token", "POST", "/attach/default/web/app"),
+    ("proxy-token", "GET", "/logs/"),
+    ("masters-token", "POST", "/run/default/web/app"),
+    ("masters-token", "GET", "/debug/pprof/heap"),
+    ("nobody-token", "GET", "/healthz"),
+    ("nobody-token", "DELETE", "/metrics"),
+    ("", "GET", "/healthz"),
+    ("", "GET", "/runningpods/"),
+];
+
+fn identity_of(token: &str) -> Identity {
+    if token.is_empty() {
+        return Identity::Anonymous;
+    }
+    let u = token_users().into_iter().find(|u| u.token == token).expect("token");
+    Identity::User {
+        name: u.user.into(),
+        groups: u.groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// What the running gateway did with a request: its status, and whether it was forwarded.
+async fn through_gateway(h: &Harness, token: &str, method: &str, target: &str) -> (u16, String, bool) {
+    let before = h.upstream.count();
+    let bearer = format!("Bearer {token}");
+    let headers: Vec<(&str, &str)> = if token.is_empty() {
+        Vec::new()
+    } else {
+        vec![("authorization", bearer.as_str())]
+    };
+    let reply = h.client().request(h.addr, method, target, &headers).await;
+    (reply.status.as_u16(), reply.text(), h.upstream.count() > before)
+}
+
+fn yaml_case(name: &str, token: &str, method: &str, target: &str, expect: &str) -> String {
+    let who = match identity_of(token) {
+        Identity::Anonymous => "  anonymous: true\n".to_owned(),
+        Identity::User { name, groups } => format!("  user: {name}\n  groups: [{}]\n", groups.join(", ")),
+    };
+    format!("- name: \"{name}\"\n{who}  method: {method}\n  path: \"{target}\"\n  expect: {expect}\n")
+}
+
+#[tokio::test]
+async fn explain_and_policy_test_agree_with_the_running_gateway() {
+    let h = Harness::start(Setup {
+        tokens: token_users(),
+        rbac: vec![QUICKSTART_RBAC.to_owned()],
+        ..Setup::default()
+    })
+    .await;
+    let explainer = Explainer::load(&h.config).await.expect("explainer");
+    let mut cases = String::from("cases:\n");
+    for (i, (token, method, target)) in TABLE.iter().enumerate() {
+        let (status, body, forwarded) = through_gateway(&h, token, method, target).await;
+        let x = explainer
+            .explain(&Request {
+                method: method.parse().expect("method"),
+                target: (*target).into(),
+                identity: identity_of(token),
+            })
+            .await;
+        let row = format!("{method} {target} with {token:?}");
+        assert_eq!(x.forwarded(), forwarded, "{row}: forwarded? gateway {status} {body:?}");
+        if forwarded {
+            assert_eq!(x.decision, Decision::Allowed, "{row}");
+            cases.push_str(&yaml_case(&format!("row {i}"), token, method, target, "allow"));
+        } else {
+            assert_eq!(x.status, Some(status), "{row}: {}", x.why);
+            if *method != "HEAD" {
+                assert_eq!(x.body.as_deref(), Some(body.as_str()), "{row}");
+            }
+            cases.push_str(&yaml_case(
+                &format!("row {i}"),
+                token,
+                method,
+                target,
+                &status.to_string(),
+            ));
+            // allow/deny say the same in policy-test's terms.
+            let verdict = match status {
+                401 | 403 => "deny",
+                _ if x.decision == Decision::Allowed => "allow",
+                _ => "",
+            };
+            if !verdict.is_empty() {
+                cases.push_str(&yaml_case(
+                    &format!("row {i} ({verdict})"),
+                    token,
+                    method,
+                    target,
+                    verdict,
+                ));
+            }
+        }
+    }
+
+    // The same table through the command: everything the gateway did is expected, so exit 0.
+    let config = h.path("config.yaml").display().to_string();
+    let file = h.path("cases.yaml");
+    std::fs::write(&file, &cases).expect("cases");
+    let (code, out, err) = cli(args(&["policy-test", "--config", &config, &file.display().to_string()])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" 0 failed"), "{out}");
+
+    // One wrong expectation: exit 1, and the report says which and why.
+    let wrong = cases.replacen(
+        "path: \"/metrics/cadvisor\"\n  expect: allow",
+        "path: \"/metrics/cadvisor\"\n  expect: deny",
+        1,
+    );
+    assert_ne!(wrong, cases);
+    std::fs::write(&file, &wrong).expect("cases");
+    let (code, out, _) = cli(args(&["policy-test", "--config", &config, &file.display().to_string()])).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL row 13") && out.contains("got allow: forwarded"),
+        "{out}"
+    );
+    assert!(out.contains("get nodes/metrics allow"), "{out}");
+
+    // explain --output json: status and each review's verb, subresource, allowed.
+    let (code, out, err) = cli(args(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "prometheus",
+        "--group",
+        "monitoring",
+        "/pods",
+        "--output",
+        "json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["status"], 403);
+    let reviews: Vec<(String, String, bool)> = json["reviews"]
+        .as_array()
+        .expect("reviews")
+        .iter()
+        .map(|r| {
+            (
+                r["verb"].as_str().unwrap_or("").to_owned(),
+                r["subresource"].as_str().unwrap_or("").to_owned(),
+                r["allowed"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reviews,
+        [
+            ("get".into(), "pods".into(), false),
+            ("get".into(), "proxy".into(), false)
+        ]
+    );
+    assert_eq!(
+        json["user"]["groups"],
+        serde_json::json!(["monitoring", "system:authenticated"])
+    );
+
+    // And for people: the forwarded case says so; usage errors exit 2.
+    let (code, out, _) = cli(args(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "admin",
+        "--group",
+        "kubelet-admins",
+        "https://10.0.0.5:10250/pods",
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("forwarded to") && out.contains("ClusterRole/system:kubelet-api-admin"),
+        "{out}"
+    );
+    let (code, _, _) = cli(args(&["explain", "--config", &config, "/pods"])).await;
+    assert_eq!(code, 2);
+    let (code, _, err) = cli(args(&[
+        "explain", "--config", &config, "--user", "a", "--method", "GE T", "/pods",
+    ]))
+    .await;
+    assert_eq!(code, 2, "{err}");
+    std::fs::write(
+        &file,
+        "cases:\n- name: x\n  user: a\n  path: /pods\n  expect: perhaps\n",
+    )
+    .expect("cases");
+    let (code, _, err) = cli(args(&["policy-test", "--config", &config, &file.display().to_string()])).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("perhaps"), "{err}");
+}
+
+#[tokio::test]
+async fn explain_agrees_with_the_gateway_in_webhook_mode() {
+    let api = ApiServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    api.allow("alice", "get", "pods");
+    api.allow("system:anonymous", "get", "healthz");
+    api.deny("mallory", "*", "*");
+    let h = Harness::start(Setup {
+        mode: "Webhook",
+        anonymous: true,
+        kubeconfig: Some(kubeconfig),
+        tokens: vec![
+            TokenUser {
+                token: "alice-token",
+                user: "alice",
+                uid: "a",
+                groups: &[],
+            },
+            TokenUser {
+                token: "mallory-token",
+                user: "mallory",
+                uid: "m",
+                groups: &[],
+            },
+            TokenUser {
+                token: "erin-token",
+                user: "erin",
+                uid: "e",
+                groups: &[],
+            },
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let explainer = Explainer::load(&h.config).await.expect("explainer");
+    let who = |token: &str| match token {
+        "" => Identity::Anonymous,
+        t => Identity::User {
+            name: t.trim_end_matches("-token").into(),
+            groups: Vec::new(),
+        },
+    };
+    let rows = [
+        ("alice-token", "/pods", true),
+        ("alice-token", "/healthz", false),
+        ("mallory-token", "/pods", false),
+        ("", "/healthz", true),
+        ("", "/pods", false),
+    ];
+    for (token, target, forwarded) in rows {
+        let (status, body, was_forwarded) = through_gateway(&h, token, "GET", target).await;
+        assert_eq!(was_forwarded, forwarded, "{token} {target}: {status} {body}");
+        let x = explainer
+            .explain(&Request {
+                method: http::Method::GET,
+                target: target.into(),
+                identity: who(token),
+            })
+            .await;
+        assert_eq!(x.forwarded(), forwarded, "{token} {target}");
+        if !forwarded {
+            assert_eq!(
+                (x.status, x.body.as_deref()),
+                (Some(status), Some(body.as_str())),
+                "{token} {target}"
+            );
+        }
+    }
+    let x = explainer
+        .explain(&Request {
+            method: http::Method::GET,
+            target: "/pods".into(),
+            identity: who("alice-token"),
+        })
+        .await;
+    assert_eq!(
+        x.reviews[0].reason.as_deref(),
+        Some("allowed by the stand-in API server")
+    );
+
+    // The API server failing: both answer 500 with the kubelet's body.
+    api.set_sar_behaviour(Behaviour::Status {
+        code: 403,
+        retry_after: None,
+    });
+    let (status, body, _) = through_gateway(&h, "erin-token", "GET", "/metrics").await;
+    let x = explainer
+        .explain(&Request {
+            method: http::Method::GET,
+            target: "/metrics".into(),
+            identity: who("erin-token"),
+        })
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!((x.status, x.body.as_deref()), (Some(500), Some(body.as_str())));
+    assert_eq!(x.reviews[0].decision, "error");
+}
+
+#[tokio::test]
+async fn the_shipped_policy_cases_pass_against_the_quickstart() {
+    let (code, out, err) = cli(args(&[
+        "policy-test",
+        "--config",
+        "config/quickstart.yaml",
+        "examples/policy-cases.yaml",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" 0 failed"), "{out}");
+}
