@@ -32,6 +32,8 @@ pub struct TokenReviewStats {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub stale_uses: AtomicU64,
+    /// Entries dropped for room or age (the cache's listener counts them).
+    pub evictions: Arc<AtomicU64>,
 }
 
 pub struct TokenReviewer {
@@ -55,8 +57,17 @@ impl TokenReviewer {
     ) -> Self {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()));
+        let stats = TokenReviewStats::default();
         let cache = moka::future::Cache::builder()
             .max_capacity(MAX_ENTRIES)
+            .eviction_listener({
+                let evictions = stats.evictions.clone();
+                move |_, _, cause| {
+                    if cause.was_evicted() {
+                        evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
             // A backstop only: freshness is judged against `clock` on every read.
             .time_to_live(ttl + stale_if_error + Duration::from_secs(1))
             .build();
@@ -68,7 +79,7 @@ impl TokenReviewer {
             stale_if_error,
             audiences,
             clock,
-            stats: TokenReviewStats::default(),
+            stats,
         }
     }
 

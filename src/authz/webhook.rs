@@ -34,6 +34,8 @@ pub struct SarStats {
     pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub stale_uses: AtomicU64,
+    /// Entries dropped for room or age (the cache's listener counts them).
+    pub evictions: Arc<AtomicU64>,
 }
 
 pub struct SarAuthorizer {
@@ -54,8 +56,17 @@ impl SarAuthorizer {
         stale_if_error: Duration,
         clock: Clock,
     ) -> Self {
+        let stats = SarStats::default();
         let cache = moka::future::Cache::builder()
             .max_capacity(MAX_ENTRIES)
+            .eviction_listener({
+                let evictions = stats.evictions.clone();
+                move |_, _, cause| {
+                    if cause.was_evicted() {
+                        evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
             .time_to_live(allow_ttl.max(deny_ttl) + stale_if_error + Duration::from_secs(1))
             .build();
         SarAuthorizer {
@@ -65,7 +76,7 @@ impl SarAuthorizer {
             deny_ttl,
             stale_if_error,
             clock,
-            stats: SarStats::default(),
+            stats,
         }
     }
 

@@ -53,10 +53,13 @@ fn ill_typed_value_exits_2() {
 #[test]
 fn features_not_in_this_version_are_refused_not_ignored() {
     let dir = tempfile::tempdir().expect("dir");
-    let cfg = write_config(dir.path(), &format!("audit: {{path: \"-\"}}\n{OFFLINE}"));
+    let cfg = write_config(
+        dir.path(),
+        &format!("upstream: {{secure: {{url: \"https://127.0.0.1:10250\"}}}}\n{OFFLINE}"),
+    );
     let (code, _, err) = run(&["check-config", "--config", &cfg]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("audit.path"), "{err}");
+    assert!(err.contains("upstream.secure.url"), "{err}");
 }
 
 #[test]
