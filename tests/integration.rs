@@ -8,6 +8,7 @@ mod integration {
     pub mod authentication;
     pub mod authorization;
     pub mod bootstrap;
+    pub mod clients;
     pub mod forwarding;
     pub mod ops;
     pub mod paths;

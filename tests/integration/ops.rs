@@ -304,3 +304,30 @@ async fn a_stream_gets_start_and_end_records() {
     assert_eq!(lines[1]["stage"], "end");
     assert_eq!(lines[0]["path"], lines[1]["path"]);
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
+    let upstream = crate::common::upstream::Upstream::start().await;
+    upstream.set_behaviour(Behaviour::SlowHeaders(Duration::from_millis(800)));
+    let mut h = Harness::start_with(setup(), upstream).await;
+    let (client, addr) = (h.client(), h.addr);
+    let in_flight = tokio::spawn(async move {
+        let auth = format!("Bearer {}", READER.token);
+        client.get(addr, "/pods", &[("authorization", &auth)]).await
+    });
+    // The request reaches the upstream, then shutdown begins.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.upstream.count() == 0 {
+        assert!(Instant::now() < deadline, "request never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        h.client().handshake(h.addr).await.is_err(),
+        "no new connection after shutdown starts"
+    );
+    let reply = in_flight.await.expect("join");
+    assert_eq!(reply.status, 200, "the request in flight finished");
+    assert_eq!(reply.text(), crate::common::upstream::PODS_JSON);
+}
