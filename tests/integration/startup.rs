@@ -171,3 +171,46 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
     );
     assert_eq!(unknown.text(), "404 page not found\n");
 }
+
+#[test]
+fn the_deployment_examples_pass_check_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = run(&[
+        "check-config",
+        "--config",
+        &format!("{root}/examples/deploy/gateway.yaml"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/var/log/kubelet-gate/audit.log"), "{out}");
+
+    // The DaemonSet's ConfigMap holds the same kind of file.
+    let daemonset = std::fs::read_to_string(format!("{root}/examples/deploy/daemonset.yaml")).expect("daemonset");
+    let (_, rest) = daemonset.split_once("config.yaml: |\n").expect("ConfigMap");
+    let embedded: String = rest
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, embedded).expect("write");
+    let (code, _, err) = run(&["check-config", "--config", &path.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_opened_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: 1\ncertDir: pki\nnodeAddresses: [127.0.0.1]\naudit: {{path: no-such-dir/audit.log}}\n{OFFLINE}"
+        ),
+    );
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("audit.path") && err.contains("no-such-dir/audit.log"),
+        "{err}"
+    );
+}
