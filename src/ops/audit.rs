@@ -20,7 +20,7 @@ pub const QUEUE: usize = 4096;
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord<'a> {
     pub time: String,
-    /// `complete`, or `start` and `end` for a stream.
+    /// `complete`; `start` and `end` for a stream; `aborted` when the client left first.
     pub stage: &'static str,
     pub peer: String,
     /// x509, token, websocket-token, anonymous; for a failed authentication the credential

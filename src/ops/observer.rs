@@ -16,7 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::audit::{AuditLog, AuditRecord};
 use super::metrics::RequestMetrics;
-use crate::authn::{Authenticated, AuthnFailure, CredentialKind, bearer};
+use crate::authn::{Authenticated, AuthnFailure, CredentialKind, bearer, websocket};
 use crate::authz::Verdict;
 use crate::proxy::forward::UpstreamFailure;
 use crate::proxy::pipeline::Connection;
@@ -37,9 +37,12 @@ impl Default for Observer {
     }
 }
 
-/// What one request did so far. The pipeline fills it in phase by phase.
-#[derive(Debug, Default)]
+/// What one request did so far. The pipeline fills it in phase by phase. Dropped unfinished
+/// (the client went away before an answer), it still writes its audit line.
+#[derive(Default)]
 pub struct Record {
+    /// Set until the response starts; then the body's end closes the record instead.
+    observer: Option<Arc<Observer>>,
     started: Option<Instant>,
     time: Option<SystemTime>,
     peer: Option<SocketAddr>,
@@ -58,6 +61,20 @@ pub struct Record {
     reason: Option<String>,
     forwarded: Option<Instant>,
     stream: bool,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            if self.decision.is_none() {
+                self.decision = Some("rejected");
+            }
+            self.reason
+                .get_or_insert_with(|| "the client went away before the answer".to_owned());
+            observer.audit(self, "aborted", 0, None, 0);
+            observer.metrics.in_flight.dec();
+        }
+    }
 }
 
 impl Record {
@@ -119,7 +136,13 @@ impl Observer {
     }
 
     /// Opens the record of a request as it arrives, before any phase.
-    pub fn begin(&self, conn: &Connection, method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> Record {
+    pub fn begin(
+        self: &Arc<Self>,
+        conn: &Connection,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Record {
         self.metrics.in_flight.inc();
         let chain = conn.identity.chain();
         let presented = match bearer::parse(headers) {
@@ -127,29 +150,34 @@ impl Observer {
             bearer::BearerHeader::Absent => "x509",
             _ => "token",
         };
-        let mut record = Record {
-            started: Some(Instant::now()),
-            time: Some(SystemTime::now()),
-            peer: Some(conn.peer),
-            method: method.as_str().to_owned(),
-            target: uri
-                .path_and_query()
-                .map_or_else(|| uri.to_string(), |p| p.as_str().to_owned()),
-            presented,
-            stream: uri.query().is_some_and(is_stream_query),
-            ..Record::default()
-        };
+        let mut record = Record::default();
+        record.observer = Some(self.clone());
+        record.started = Some(Instant::now());
+        record.time = Some(SystemTime::now());
+        record.peer = Some(conn.peer);
+        record.method = method.as_str().to_owned();
+        record.target = uri
+            .path_and_query()
+            .map_or_else(|| uri.to_string(), |p| p.as_str().to_owned());
+        record.presented = presented;
+        record.stream = uri.query().is_some_and(is_stream_query);
         if self.audit.is_some() {
             record.cert_sha256 = chain.first().map(|c| hex(digest::digest(&digest::SHA256, c).as_ref()));
-            if let bearer::BearerHeader::Token(token) = bearer::parse(headers) {
-                record.token_hmac = Some(hex(hmac::sign(&self.token_key, token.as_bytes()).as_ref()));
-            }
+            let hash = |token: &str| hex(hmac::sign(&self.token_key, token.as_bytes()).as_ref());
+            record.token_hmac = match bearer::parse(headers) {
+                bearer::BearerHeader::Token(token) => Some(hash(token)),
+                _ => match websocket::extract(headers) {
+                    Ok(Some(found)) => Some(hash(&found.token)),
+                    _ => None,
+                },
+            };
         }
         record
     }
 
     /// Counts the response and hands back one whose body writes the audit record when it ends.
     pub fn finish(self: &Arc<Self>, mut record: Record, response: Response<Body>) -> Response<Body> {
+        record.observer = None;
         let status = response.status().as_u16();
         let m = &self.metrics;
         match (record.credential, record.decision) {

@@ -331,3 +331,27 @@ async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
     assert_eq!(reply.status, 200, "the request in flight finished");
     assert_eq!(reply.text(), crate::common::upstream::PODS_JSON);
 }
+
+#[tokio::test]
+async fn a_request_whose_client_goes_away_still_gets_its_audit_line() {
+    let upstream = crate::common::upstream::Upstream::start().await;
+    upstream.set_behaviour(Behaviour::Hang);
+    let h = Harness::start_with(audit_setup(), upstream).await;
+    let auth = format!("Bearer {}", READER.token);
+    let client = h.client().with_timeout(Duration::from_millis(300));
+    let _ = client
+        .send(
+            h.addr,
+            crate::common::client::build_request("GET", "/pods", &[("authorization", &auth)], Default::default()),
+        )
+        .await;
+    let lines = audit_lines(&h, 1).await;
+    assert_eq!(lines[0]["stage"], "aborted", "{lines:?}");
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[0]["user"], "reader");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.metric("kubelet_gate_requests_in_flight").await != 0.0 {
+        assert!(Instant::now() < deadline, "requests_in_flight never returned to 0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
