@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod k8s;
 pub mod proxy;
+pub mod review_cache;
 pub mod server;
 pub mod tls;
 pub mod tools;
