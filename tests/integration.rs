@@ -8,6 +8,7 @@ mod integration {
     pub mod authentication;
     pub mod authorization;
     pub mod forwarding;
+    pub mod logs;
     pub mod paths;
     pub mod startup;
     pub mod tls;

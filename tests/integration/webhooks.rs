@@ -47,6 +47,7 @@ async fn rig_with(tweak: impl FnOnce(&mut Setup)) -> Rig {
         options: BuildOptions {
             clock: clock.clone(),
             backoff: FAST,
+            ..BuildOptions::default()
         },
         ..Setup::default()
     };
@@ -526,6 +527,7 @@ async fn a_client_certificate_kubeconfig_works_too() {
         options: BuildOptions {
             clock: Clock::manual(),
             backoff: FAST,
+            ..BuildOptions::default()
         },
         ..Setup::default()
     };
