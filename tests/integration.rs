@@ -9,6 +9,7 @@ mod integration {
     pub mod authorization;
     pub mod bootstrap;
     pub mod forwarding;
+    pub mod logs;
     pub mod paths;
     pub mod reload;
     pub mod startup;
