@@ -22,6 +22,7 @@ use crate::certs::{self, CertError, self_signed};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
 use crate::k8s::{ApiServer, Backoff, CallPolicy, ClientError};
+use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
@@ -125,7 +126,8 @@ impl Built {
     }
 }
 
-/// What tests (and nothing else) vary: the clock the caches read and the API server backoff.
+/// What tests (and nothing else) vary: the clock the caches read, the API server backoff,
+/// and how often a followed container log is polled.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub clock: Clock,
@@ -137,6 +139,7 @@ pub struct BuildOptions {
     pub bootstrap_recheck: Duration,
     /// How long one CSR may wait for approval and issuance.
     pub bootstrap_wait: Duration,
+    pub follow_poll: Duration,
 }
 
 impl Default for BuildOptions {
@@ -148,6 +151,7 @@ impl Default for BuildOptions {
             bootstrap_retry: Duration::from_secs(2),
             bootstrap_recheck: Duration::from_secs(60),
             bootstrap_wait: Duration::from_secs(15 * 60),
+            follow_poll: logs::FOLLOW_POLL,
         }
     }
 }
@@ -223,6 +227,17 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         }
         false => None,
     };
+    for (field, dir) in [
+        ("logs.nodeLogDir", &config.logs.node_log_dir),
+        ("logs.podLogDir", &config.logs.pod_log_dir),
+    ] {
+        if !dir.is_dir() {
+            warnings.push(format!(
+                "{field} {} is not a directory (yet): its endpoint answers 404 until it is",
+                dir.display()
+            ));
+        }
+    }
     let stale = config.api_server.stale_if_error;
     if !stale.is_zero() {
         warnings.push(format!(
@@ -312,6 +327,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
             config.upstream.connect_timeout,
             config.upstream.response_header_timeout,
         )?,
+        logs: LogServer::new(&config.logs, config.split_log_streams, options.follow_poll),
         fine_grained_authz: config.fine_grained_authz,
         exec_requires_create: config.authorization.exec_requires_create,
         stats: Default::default(),
@@ -434,6 +450,9 @@ fn log_posture(config: &Config, warnings: &[String]) {
         fine_grained_authz = config.fine_grained_authz,
         exec_requires_create = config.authorization.exec_requires_create,
         upstream = %config.upstream.read_only,
+        node_log_dir = %config.logs.node_log_dir.display(),
+        pod_log_dir = %config.logs.pod_log_dir.display(),
+        split_log_streams = config.split_log_streams,
         ops = %config.ops_address,
         audit = config.audit.is_some(),
         "kubelet-gate listening"

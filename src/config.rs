@@ -57,6 +57,9 @@ pub struct Config {
     pub fine_grained_authz: bool,
     pub upstream: Upstream,
     pub logs: Logs,
+    /// Feature gate `PodLogsQuerySplitStreams` (alpha in the kubelet, off by default):
+    /// `/containerLogs?stream=Stdout|Stderr`.
+    pub split_log_streams: bool,
     /// The gateway's own `/healthz`, `/readyz`, `/metrics`.
     pub ops_address: SocketAddr,
     pub audit: Option<AuditSink>,
@@ -460,6 +463,7 @@ impl Config {
             }),
             feature_gates: Some(RawFeatureGates {
                 kubelet_fine_grained_authz: Some(self.fine_grained_authz),
+                pod_logs_query_split_streams: Some(self.split_log_streams),
             }),
             upstream: Some(RawUpstream {
                 read_only: Some(url_text(&self.upstream.read_only)),

@@ -11,7 +11,8 @@
 //!    WebSocket token, anonymous), and [`authz`] reviews `nodes/<subresource>` as the kubelet
 //!    does, fine-grained subresources first.
 //! 3. An allowed request is forwarded by [`proxy::forward`] to the kubelet's read-only port,
-//!    or answered by the gateway itself.
+//!    answered from the node's log files by [`logs`] (`/logs/`, `/containerLogs/`), or
+//!    answered by the gateway itself.
 //!
 //! With the webhook backends, [`k8s`] is the API server client (TokenReview,
 //! SubjectAccessReview) and [`clock`] the monotonic clock the caches read.
@@ -33,8 +34,10 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod k8s;
+pub mod logs;
 pub mod ops;
 pub mod proxy;
+pub mod review_cache;
 pub mod server;
 pub mod tls;
 pub mod tools;

@@ -4,8 +4,7 @@
 //! keyed by an HMAC so no token is ever held, and concurrent lookups of one token share one call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -13,38 +12,19 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use super::user::UserInfo;
 use crate::clock::Clock;
 use crate::k8s::{ApiServer, CallError};
+use crate::review_cache::{CacheStats, ReviewCache};
 
 const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 /// The most tokens remembered at once; a flood of distinct tokens evicts, it does not grow.
 pub const MAX_ENTRIES: u64 = 32 * 1024;
 
-/// A cached answer: the user, or `None` for a token the API server rejected.
-#[derive(Clone)]
-struct Entry {
-    user: Option<Arc<UserInfo>>,
-    at: Instant,
-}
-
-#[derive(Debug, Default)]
-pub struct TokenReviewStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub calls: AtomicU64,
-    pub errors: AtomicU64,
-    pub stale_uses: AtomicU64,
-    /// Entries dropped for room or age (the cache's listener counts them).
-    pub evictions: Arc<AtomicU64>,
-}
-
 pub struct TokenReviewer {
     api: Arc<ApiServer>,
-    cache: moka::future::Cache<[u8; 32], Entry>,
+    /// The user for an accepted token, `None` for a rejected one.
+    cache: ReviewCache<[u8; 32], Option<Arc<UserInfo>>>,
     key: hmac::Key,
     ttl: Duration,
-    stale_if_error: Duration,
     audiences: Vec<String>,
-    clock: Clock,
-    pub stats: TokenReviewStats,
 }
 
 impl TokenReviewer {
@@ -57,73 +37,28 @@ impl TokenReviewer {
     ) -> Self {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()));
-        let stats = TokenReviewStats::default();
-        let cache = moka::future::Cache::builder()
-            .max_capacity(MAX_ENTRIES)
-            .eviction_listener({
-                let evictions = stats.evictions.clone();
-                move |_, _, cause| {
-                    if cause.was_evicted() {
-                        evictions.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-            // A backstop only: freshness is judged against `clock` on every read.
-            .time_to_live(ttl + stale_if_error + Duration::from_secs(1))
-            .build();
+        let cache = ReviewCache::new(MAX_ENTRIES, ttl, stale_if_error, clock, "TokenReview result");
         TokenReviewer {
             api,
             cache,
             key,
             ttl,
-            stale_if_error,
             audiences,
-            clock,
-            stats,
         }
     }
 
+    pub fn stats(&self) -> &CacheStats {
+        &self.cache.stats
+    }
+
     /// `Ok(Some(user))` for a token the API server accepted, `Ok(None)` for one it rejected,
-    /// `Err` when it could not be asked (the caller answers 401; nothing is cached).
+    /// `Err` when it could not be asked (the caller answers 401; nothing is cached). Accepted
+    /// and rejected tokens are both remembered for `cacheTTL`, as the kubelet does.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Arc<UserInfo>>, CallError> {
-        let key = self.cache_key(token);
-        let now = self.clock.now();
-        let previous = self.cache.get(&key).await;
-        if let Some(entry) = &previous {
-            if now.saturating_duration_since(entry.at) < self.ttl {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(entry.user.clone());
-            }
-            self.cache.invalidate(&key).await;
-        }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let fetched = self
-            .cache
-            .try_get_with(key, async {
-                self.stats.calls.fetch_add(1, Ordering::Relaxed);
-                let user = self.review(token).await?;
-                Ok::<_, CallError>(Entry {
-                    user,
-                    at: self.clock.now(),
-                })
-            })
-            .await;
-        match fetched {
-            Ok(entry) => Ok(entry.user),
-            Err(error) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                match previous {
-                    // Degraded mode: an identity that expired recently stands in while the API
-                    // server cannot answer. Off unless configured.
-                    Some(entry) if now.saturating_duration_since(entry.at) < self.ttl + self.stale_if_error => {
-                        self.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "API server unavailable: using an expired TokenReview result (staleIfError)");
-                        Ok(entry.user)
-                    }
-                    _ => Err((*error).clone()),
-                }
-            }
-        }
+        let ttl = self.ttl;
+        self.cache
+            .get_or_fetch(self.cache_key(token), |_| ttl, self.review(token))
+            .await
     }
 
     /// HMAC over the length-prefixed token and audiences, so neither the cache nor a heap dump

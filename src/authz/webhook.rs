@@ -4,8 +4,7 @@
 //! sharing one call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec, SubjectAccessReviewStatus,
@@ -14,6 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 use super::{Attributes, AuthzError, Decision};
 use crate::clock::Clock;
 use crate::k8s::{ApiServer, CallError};
+use crate::review_cache::{CacheStats, ReviewCache};
 
 const PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// The kubelet's LRU holds 8192 decisions.
@@ -21,31 +21,12 @@ pub const MAX_ENTRIES: u64 = 8192;
 /// Attributes this long are not cached (`maxControlledAttrCacheSize`).
 const MAX_CACHED_ATTRIBUTE_BYTES: usize = 10_000;
 
-#[derive(Clone, Copy)]
-struct Entry {
-    decision: Decision,
-    at: Instant,
-}
-
-#[derive(Debug, Default)]
-pub struct SarStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub calls: AtomicU64,
-    pub errors: AtomicU64,
-    pub stale_uses: AtomicU64,
-    /// Entries dropped for room or age (the cache's listener counts them).
-    pub evictions: Arc<AtomicU64>,
-}
-
 pub struct SarAuthorizer {
     api: Arc<ApiServer>,
-    cache: moka::future::Cache<String, Entry>,
+    /// Keyed by the JSON of the whole review spec.
+    cache: ReviewCache<String, Decision>,
     allow_ttl: Duration,
     deny_ttl: Duration,
-    stale_if_error: Duration,
-    clock: Clock,
-    pub stats: SarStats,
 }
 
 impl SarAuthorizer {
@@ -56,86 +37,41 @@ impl SarAuthorizer {
         stale_if_error: Duration,
         clock: Clock,
     ) -> Self {
-        let stats = SarStats::default();
-        let cache = moka::future::Cache::builder()
-            .max_capacity(MAX_ENTRIES)
-            .eviction_listener({
-                let evictions = stats.evictions.clone();
-                move |_, _, cause| {
-                    if cause.was_evicted() {
-                        evictions.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-            .time_to_live(allow_ttl.max(deny_ttl) + stale_if_error + Duration::from_secs(1))
-            .build();
+        let cache = ReviewCache::new(
+            MAX_ENTRIES,
+            allow_ttl.max(deny_ttl),
+            stale_if_error,
+            clock,
+            "SubjectAccessReview decision",
+        );
         SarAuthorizer {
             api,
             cache,
             allow_ttl,
             deny_ttl,
-            stale_if_error,
-            clock,
-            stats,
         }
     }
 
-    fn ttl(&self, d: Decision) -> Duration {
-        if d == Decision::Allow {
-            self.allow_ttl
-        } else {
-            self.deny_ttl
-        }
+    pub fn stats(&self) -> &CacheStats {
+        &self.cache.stats
     }
 
     pub async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
         let review = review_for(a);
-        let spec = &review.spec;
         let attribute_bytes = a.verb.len() + a.subresource.len() + a.node_name.len() + "nodesv1".len();
         if attribute_bytes >= MAX_CACHED_ATTRIBUTE_BYTES {
-            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            self.cache.count_uncached_call();
             return self.ask(&review).await.map_err(|e| AuthzError(e.to_string()));
         }
         // serde_json writes struct fields in declaration order and `extra` is a BTreeMap, so
         // the key is canonical: equal specs give equal keys, and every field is in it.
-        let key = serde_json::to_string(spec).map_err(|e| AuthzError(e.to_string()))?;
-        let now = self.clock.now();
-        let previous = self.cache.get(&key).await;
-        if let Some(entry) = previous {
-            if now.saturating_duration_since(entry.at) < self.ttl(entry.decision) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(entry.decision);
-            }
-            self.cache.invalidate(&key).await;
-        }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let fetched = self
-            .cache
-            .try_get_with(key, async {
-                self.stats.calls.fetch_add(1, Ordering::Relaxed);
-                let decision = self.ask(&review).await?;
-                Ok::<_, CallError>(Entry {
-                    decision,
-                    at: self.clock.now(),
-                })
-            })
-            .await;
-        match fetched {
-            Ok(entry) => Ok(entry.decision),
-            Err(error) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                match previous {
-                    Some(entry)
-                        if now.saturating_duration_since(entry.at) < self.ttl(entry.decision) + self.stale_if_error =>
-                    {
-                        self.stats.stale_uses.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "API server unavailable: using an expired SubjectAccessReview result (staleIfError)");
-                        Ok(entry.decision)
-                    }
-                    _ => Err(AuthzError(error.to_string())),
-                }
-            }
-        }
+        let key = serde_json::to_string(&review.spec).map_err(|e| AuthzError(e.to_string()))?;
+        let (allow_ttl, deny_ttl) = (self.allow_ttl, self.deny_ttl);
+        let ttl = |d: &Decision| if *d == Decision::Allow { allow_ttl } else { deny_ttl };
+        self.cache
+            .get_or_fetch(key, ttl, self.ask(&review))
+            .await
+            .map_err(|e| AuthzError(e.to_string()))
     }
 
     async fn ask(&self, review: &SubjectAccessReview) -> Result<Decision, CallError> {

@@ -102,6 +102,8 @@ pub(super) struct RawRbac {
 pub(super) struct RawFeatureGates {
     #[serde(rename = "KubeletFineGrainedAuthz")]
     pub kubelet_fine_grained_authz: Option<bool>,
+    #[serde(rename = "PodLogsQuerySplitStreams")]
+    pub pod_logs_query_split_streams: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -197,10 +197,9 @@ impl Validator<'_> {
 
         let authentication = self.authentication(raw.authentication.unwrap_or_default())?;
         let authorization = self.authorization(raw.authorization.unwrap_or_default())?;
-        let fine_grained_authz = raw
-            .feature_gates
-            .and_then(|g| g.kubelet_fine_grained_authz)
-            .unwrap_or(true);
+        let gates = raw.feature_gates.unwrap_or_default();
+        let fine_grained_authz = gates.kubelet_fine_grained_authz.unwrap_or(true);
+        let split_log_streams = gates.pod_logs_query_split_streams.unwrap_or(false);
         let upstream = self.upstream(raw.upstream.unwrap_or_default())?;
 
         let logs = raw.logs.unwrap_or_default();
@@ -246,6 +245,7 @@ impl Validator<'_> {
             fine_grained_authz,
             upstream,
             logs,
+            split_log_streams,
             ops_address,
             audit,
         })

@@ -170,14 +170,14 @@ impl Collector for Derived {
         let mut misses = Vec::new();
         let mut evictions = Vec::new();
         if let Some(t) = s.gateway.authenticator.token_reviewer() {
-            hits.push((cache("tokenreview"), load(&t.stats.hits)));
-            misses.push((cache("tokenreview"), load(&t.stats.misses)));
-            evictions.push((cache("tokenreview"), load(&t.stats.evictions)));
+            hits.push((cache("tokenreview"), load(&t.stats().hits)));
+            misses.push((cache("tokenreview"), load(&t.stats().misses)));
+            evictions.push((cache("tokenreview"), load(&t.stats().evictions)));
         }
         if let AnyAuthorizer::Webhook(sar) = &s.gateway.authorizer {
-            hits.push((cache("subjectaccessreview"), load(&sar.stats.hits)));
-            misses.push((cache("subjectaccessreview"), load(&sar.stats.misses)));
-            evictions.push((cache("subjectaccessreview"), load(&sar.stats.evictions)));
+            hits.push((cache("subjectaccessreview"), load(&sar.stats().hits)));
+            misses.push((cache("subjectaccessreview"), load(&sar.stats().misses)));
+            evictions.push((cache("subjectaccessreview"), load(&sar.stats().evictions)));
         }
         counter(&mut e, "cache_hits", "Webhook cache hits", &hits)?;
         counter(&mut e, "cache_misses", "Webhook cache misses", &misses)?;

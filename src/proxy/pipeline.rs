@@ -16,6 +16,7 @@ use super::routes::{self, Dispatch, Handler, Mux};
 use crate::authn::{Authenticator, AuthnFailure, PeerIdentity};
 use crate::authz::attributes::{request_verb, subresources};
 use crate::authz::{AnyAuthorizer, Verdict, review};
+use crate::logs::LogServer;
 use crate::ops::observer::{Observer, Record};
 
 /// What the gateway knows about the TLS connection a request arrived on.
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub authenticator: Authenticator,
     pub authorizer: AnyAuthorizer,
     pub upstream: Upstream,
+    /// `/logs/` and `/containerLogs/`, served from the node's own files.
+    pub logs: LogServer,
     pub fine_grained_authz: bool,
     pub exec_requires_create: bool,
     pub stats: Stats,
@@ -142,6 +145,8 @@ impl Gateway {
             Dispatch::NoRoute => respond::route_not_found(),
             Dispatch::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Dispatch::Handle(Handler::Private(endpoint)) => respond::needs_private_api(endpoint),
+            Dispatch::Handle(Handler::NodeLogs) => self.logs.node_logs(path, target.query(), &parts.headers).await,
+            Dispatch::Handle(Handler::ContainerLogs) => self.logs.container_logs(path, target.query()).await,
             Dispatch::Handle(Handler::ReadOnly) => {
                 parts.method = method;
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);

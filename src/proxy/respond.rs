@@ -129,3 +129,156 @@ pub fn bad_gateway() -> Response<Body> {
 pub fn gateway_timeout() -> Response<Body> {
     go_http_error(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
 }
+
+// ---- Native logs: the kubelet's `getContainerLogs` bodies and Go's `http.FileServer` answers.
+
+/// A `/containerLogs` refusal: go-restful's `WriteError`, the error text as the whole body
+/// (Go sniffs it as text/plain), no newline. K: pkg/kubelet/server/server.go `getContainerLogs`.
+pub fn container_logs_error(status: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
+    text(status, message)
+}
+
+pub const MISSING_POD_ID: &str = r#"{"message": "Missing podID."}"#;
+pub const MISSING_CONTAINER: &str = r#"{"message": "Missing container name."}"#;
+pub const MISSING_NAMESPACE: &str = r#"{"message": "Missing podNamespace."}"#;
+/// 400: the query does not decode into `v1.PodLogOptions`.
+pub const UNDECODABLE_QUERY: &str = r#"{"message": "Unable to decode query."}"#;
+/// 422: `ValidatePodLogOptions` failed.
+pub const INVALID_LOG_REQUEST: &str = r#"{"message": "Invalid request."}"#;
+
+/// 404 for a pod this node does not have.
+pub fn pod_not_found(pod: &str) -> Response<Body> {
+    let body = format!("pod {} does not exist", go_quote(pod.as_bytes()));
+    container_logs_error(StatusCode::NOT_FOUND, body)
+}
+
+/// 404 for a container the pod does not have.
+pub fn container_not_found(container: &str, pod: &str) -> Response<Body> {
+    let body = format!(
+        "container {} not found in pod {}",
+        go_quote(container.as_bytes()),
+        go_quote(pod.as_bytes())
+    );
+    container_logs_error(StatusCode::NOT_FOUND, body)
+}
+
+/// 400 for `previous=true` when the container has not restarted (K: pkg/kubelet/kubelet_pods.go
+/// `validateContainerLogStatus`).
+pub fn no_previous_container(container: &str, pod: &str) -> Response<Body> {
+    let body = format!(
+        "previous terminated container {} in pod {} not found",
+        go_quote(container.as_bytes()),
+        go_quote(pod.as_bytes())
+    );
+    container_logs_error(StatusCode::BAD_REQUEST, body)
+}
+
+/// 400 for a container without any log file yet (the kubelet's answer for a container with
+/// no status).
+pub fn container_not_available(container: &str, pod: &str) -> Response<Body> {
+    let body = format!(
+        "container {} in pod {} is not available",
+        go_quote(container.as_bytes()),
+        go_quote(pod.as_bytes())
+    );
+    container_logs_error(StatusCode::BAD_REQUEST, body)
+}
+
+/// The text the kubelet appends to a log stream when the first line is in no known format.
+pub fn unsupported_log_format(line: &[u8]) -> String {
+    format!(
+        "failed to get parse function: unsupported log format: {}",
+        go_quote(line)
+    )
+}
+
+/// Go's `http.Error` from the file server: `404 page not found`, `403 Forbidden`,
+/// `500 Internal Server Error`, `invalid range`, ... with its newline.
+pub fn file_server_error(status: StatusCode, message: &'static str) -> Response<Body> {
+    go_http_error(status, message)
+}
+
+/// The file server's `localRedirect`: 301, a relative `Location`, no body.
+pub fn local_redirect(location: HeaderValue) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    r.headers_mut().insert(LOCATION, location);
+    r
+}
+
+/// 416 for a range that starts past the end of the file.
+pub fn range_not_satisfiable(size: u64) -> Response<Body> {
+    let mut r = go_http_error(StatusCode::RANGE_NOT_SATISFIABLE, "invalid range: failed to overlap\n");
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        r.headers_mut().insert(http::header::CONTENT_RANGE, v);
+    }
+    r
+}
+
+/// 304 or 412: a status and nothing else (plus `Last-Modified` for 304, as Go keeps it).
+pub fn bare_status(status: StatusCode, last_modified: Option<HeaderValue>) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    if let Some(v) = last_modified {
+        r.headers_mut().insert(http::header::LAST_MODIFIED, v);
+    }
+    r
+}
+
+/// Go's `%q` (`strconv.Quote`) of a string that may hold any bytes: `\"`, `\\`, the C escapes,
+/// `\xNN` for other control bytes and invalid UTF-8, `\uNNNN` for non-printable characters.
+/// Printable means what Go's `unicode.IsPrint` says for ASCII; beyond ASCII, control and
+/// white-space characters are escaped and everything else is kept (an approximation).
+pub fn go_quote(s: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for chunk in s.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\x0c' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x0b' => out.push_str("\\v"),
+                ' '..='~' => out.push(c),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() || c.is_whitespace() => {
+                    let _ = if (c as u32) < 0x10000 {
+                        write!(out, "\\u{:04x}", c as u32)
+                    } else {
+                        write!(out, "\\U{:08x}", c as u32)
+                    };
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_quote_matches_strconv_quote() {
+        assert_eq!(go_quote(b"web-0"), r#""web-0""#);
+        assert_eq!(go_quote(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(go_quote(b"x\n\t\r\x07\x08\x0b\x0c"), r#""x\n\t\r\a\b\v\f""#);
+        assert_eq!(go_quote(b"\x00\x1b\x7f"), r#""\x00\x1b\x7f""#);
+        assert_eq!(go_quote("é☃".as_bytes()), "\"é☃\"");
+        assert_eq!(go_quote(b"\xff\xfeok"), r#""\xff\xfeok""#);
+        assert_eq!(go_quote("\u{85}\u{a0}".as_bytes()), r#""\u0085\u00a0""#);
+    }
+}

@@ -9,6 +9,10 @@ use http::Method;
 pub enum Handler {
     /// Forwarded to the read-only port.
     ReadOnly,
+    /// `/logs/`: served by the gateway from the node log directory.
+    NodeLogs,
+    /// `/containerLogs/`: served by the gateway from the pod log directory.
+    ContainerLogs,
     /// Needs the kubelet's private API, which the read-only port cannot serve.
     Private(&'static str),
 }
@@ -143,7 +147,7 @@ pub const ROOTS: &[Root] = &[
     ),
     service(
         "/containerLogs",
-        &[route(&[P, P, P], GET, "GET", Handler::Private("containerLogs"))],
+        &[route(&[P, P, P], GET, "GET", Handler::ContainerLogs)],
     ),
     service(
         "/runningpods/",
@@ -156,8 +160,8 @@ pub const ROOTS: &[Root] = &[
     service(
         "/logs/",
         &[
-            route(&[], GET, "GET", Handler::Private("logs")),
-            route(&[REST], GET, "GET", Handler::Private("logs")),
+            route(&[], GET, "GET", Handler::NodeLogs),
+            route(&[REST], GET, "GET", Handler::NodeLogs),
         ],
     ),
     service(
@@ -311,11 +315,27 @@ mod tests {
         );
         assert_eq!(
             known("/logs/").dispatch(&get, "/logs/"),
-            Dispatch::Handle(Handler::Private("logs"))
+            Dispatch::Handle(Handler::NodeLogs)
         );
         assert_eq!(
             known("/logs/a/b.log").dispatch(&get, "/logs/a/b.log"),
-            Dispatch::Handle(Handler::Private("logs"))
+            Dispatch::Handle(Handler::NodeLogs)
+        );
+        assert_eq!(
+            known("/logs/a").dispatch(&Method::HEAD, "/logs/a"),
+            Dispatch::MethodNotAllowed("GET")
+        );
+        assert_eq!(
+            known("/containerLogs/ns/p/c").dispatch(&get, "/containerLogs/ns/p/c"),
+            Dispatch::Handle(Handler::ContainerLogs)
+        );
+        assert_eq!(
+            known("/containerLogs/ns/p").dispatch(&get, "/containerLogs/ns/p"),
+            Dispatch::NoRoute
+        );
+        assert_eq!(
+            known("/containerLogs/ns/p/c").dispatch(&post, "/containerLogs/ns/p/c"),
+            Dispatch::MethodNotAllowed("GET")
         );
         assert_eq!(
             known("/metrics").dispatch(&Method::DELETE, "/metrics"),

@@ -364,6 +364,18 @@ impl Explainer {
                 )
                 .await
             }
+            Dispatch::Handle(handler @ (Handler::NodeLogs | Handler::ContainerLogs)) => {
+                let dir = if handler == Handler::NodeLogs {
+                    "logs.nodeLogDir"
+                } else {
+                    "logs.podLogDir"
+                };
+                x.handler = Some(format!("served by the gateway from {dir}"));
+                x.stage = Stage::Handler;
+                x.decision = Decision::Allowed;
+                x.why = format!("authorized and served from {dir}: the status and body depend on the files there");
+                x
+            }
             Dispatch::Handle(Handler::ReadOnly) => {
                 x.handler = Some("read-only endpoint: forwarded to upstream.readOnly".into());
                 x.stage = Stage::Handler;

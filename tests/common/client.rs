@@ -193,7 +193,42 @@ impl TlsClient {
         }
     }
 
-    async fn send_inner(&self, addr: SocketAddr, mut req: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
+    async fn send_inner(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
+        let resp = self.exchange(addr, req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(ClientError::Http)?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            version: parts.version,
+        })
+    }
+
+    /// Sends the request and returns as soon as the response head arrives; the body is read
+    /// as it comes (for streaming answers such as `follow=true`). Dropping the result closes
+    /// the stream.
+    pub async fn open(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Streaming, ClientError> {
+        let resp = match tokio::time::timeout(self.timeout, self.exchange(addr, req)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ClientError::Timeout(self.timeout)),
+        };
+        let (parts, body) = resp.into_parts();
+        Ok(Streaming {
+            status: parts.status,
+            headers: parts.headers,
+            version: parts.version,
+            body,
+            received: Vec::new(),
+            ended: false,
+        })
+    }
+
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, ClientError> {
         let tls = self.connect(addr, self.config.clone()).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let io = TokioIo::new(tls);
@@ -225,14 +260,7 @@ impl TlsClient {
             tokio::spawn(conn);
             sender.send_request(req).await.map_err(ClientError::Http)?
         };
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map_err(ClientError::Http)?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            version: parts.version,
-        })
+        Ok(resp)
     }
 
     /// GET with optional extra headers; panics with context on a transport error.
@@ -386,6 +414,68 @@ where
         }
     }
     out
+}
+
+/// A response whose body is read as it arrives.
+pub struct Streaming {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub version: Version,
+    body: hyper::body::Incoming,
+    /// Everything received so far.
+    pub received: Vec<u8>,
+    /// The body has ended.
+    pub ended: bool,
+}
+
+impl Streaming {
+    /// Reads until `done(received)` holds, the body ends, or `limit` passes; returns `done`'s
+    /// last answer.
+    pub async fn read_until(&mut self, limit: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.received) && !self.ended {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => break,
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => panic!("streaming body failed: {e}"),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.received.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+        done(&self.received)
+    }
+
+    /// Hands every chunk to `f` without keeping it, until the body ends or `limit` passes;
+    /// returns whether it ended.
+    pub async fn for_each_chunk(&mut self, limit: Duration, mut f: impl FnMut(&[u8])) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.ended {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => break,
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => panic!("streaming body failed: {e}"),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        f(&data);
+                    }
+                }
+            }
+        }
+        self.ended
+    }
+
+    /// Reads until the body ends or `limit` passes; returns whether it ended.
+    pub async fn read_to_end(&mut self, limit: Duration) -> bool {
+        self.read_until(limit, |_| false).await;
+        self.ended
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
 }
 
 /// A fully read response.

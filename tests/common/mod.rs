@@ -56,6 +56,10 @@ pub struct Setup {
     /// Top-level YAML added to the file, e.g. an `apiServer:` block.
     pub top_yaml: String,
     pub options: BuildOptions,
+    /// `logs.nodeLogDir` and `logs.podLogDir`.
+    pub log_dirs: Option<(PathBuf, PathBuf)>,
+    /// Feature gate `PodLogsQuerySplitStreams`.
+    pub split_streams: bool,
 }
 
 impl Default for Setup {
@@ -77,6 +81,8 @@ impl Default for Setup {
             node_addresses: "[127.0.0.1, localhost]",
             top_yaml: String::new(),
             options: BuildOptions::default(),
+            log_dirs: None,
+            split_streams: false,
         }
     }
 }
@@ -286,8 +292,16 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> Str
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let logs = match &setup.log_dirs {
+        Some((node, pods)) => format!(
+            "logs:\n  nodeLogDir: \"{}\"\n  podLogDir: \"{}\"\n",
+            node.display(),
+            pods.display()
+        ),
+        None => String::new(),
+    };
     format!(
-        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: {cert_dir}\nnodeAddresses: {}\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}",
+        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: {cert_dir}\nnodeAddresses: {}\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}, PodLogsQuerySplitStreams: {}}}\nupstream:\n  readOnly: {upstream_url}\n{logs}{}",
         setup.node_addresses,
         setup.token_webhook,
         setup.audiences.join(", "),
@@ -296,6 +310,7 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> Str
         policy_files.join(", "),
         setup.exec_requires_create,
         setup.fine_grained,
+        setup.split_streams,
         setup.extra_yaml,
     )
 }

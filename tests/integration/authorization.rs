@@ -285,11 +285,9 @@ async fn allowed_private_endpoints_answer_405_and_are_never_forwarded() {
         ("GET", "/attach/ns/p/c", "attach"),
         ("POST", "/portForward/ns/p", "portForward"),
         ("POST", "/run/ns/p/c?cmd=ls", "run"),
-        ("GET", "/containerLogs/ns/p/c", "containerLogs"),
         ("GET", "/runningpods/", "runningpods"),
         ("GET", "/configz", "configz"),
         ("POST", "/checkpoint/ns/p/c", "checkpoint"),
-        ("GET", "/logs/", "logs"),
         ("GET", "/debug/pprof/profile", "debug/pprof"),
     ] {
         let reply = c.request(h.addr, method, path, &auth).await;
@@ -317,6 +315,17 @@ async fn allowed_private_endpoints_answer_405_and_are_never_forwarded() {
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
         (404, "404: Page Not Found")
+    );
+    // The log endpoints are the gateway's own now: served from disk, never 405, never forwarded.
+    for path in ["/logs/", "/containerLogs/ns/p/c"] {
+        let reply = c.request(h.addr, "GET", path, &auth).await;
+        assert_ne!(reply.status, 405, "{path}: {}", reply.text());
+    }
+    let reply = c.request(h.addr, "POST", "/containerLogs/ns/p/c", &auth).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (405, "405: Method Not Allowed"),
+        "only GET, as go-restful's route"
     );
     assert_eq!(h.upstream.count(), 0);
 }

@@ -153,6 +153,19 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         .get(addr, "/pods", &[("authorization", "Bearer metrics-token")])
         .await;
     let unknown = client.get(addr, "/foo", &[]).await;
+    let container_log = client
+        .get(
+            addr,
+            "/containerLogs/default/web-0/app?tailLines=3&timestamps=true",
+            &[("authorization", "Bearer admin-token")],
+        )
+        .await;
+    let listing = client
+        .get(addr, "/logs/", &[("authorization", "Bearer admin-token")])
+        .await;
+    let no_log_access = client
+        .get(addr, "/logs/syslog", &[("authorization", "Bearer metrics-token")])
+        .await;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -170,6 +183,22 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
     );
     assert_eq!(unknown.text(), "404 page not found\n");
+    assert_eq!(
+        (container_log.status.as_u16(), container_log.text().as_str()),
+        (
+            200,
+            "2024-05-01T10:00:01.250000000Z GET /healthz 200 OK\n2024-05-01T10:00:02.500000000Z warning: cache cold\n"
+        )
+    );
+    assert_eq!(
+        listing.text(),
+        "<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n\
+         <a href=\"pods/\">pods/</a>\n<a href=\"syslog\">syslog</a>\n</pre>\n"
+    );
+    assert_eq!(
+        no_log_access.text(),
+        "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[log])\n"
+    );
 }
 
 #[test]

@@ -445,7 +445,10 @@ async fn stale_results_are_used_only_when_configured() {
     r.clock.advance(Duration::from_secs(301));
     assert_eq!(r.get("t", "/metrics").await.status, 200);
     let reviewer = r.h.gateway.authenticator.token_reviewer().expect("webhook on");
-    assert_eq!(reviewer.stats.stale_uses.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        reviewer.stats().stale_uses.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     r.clock.advance(Duration::from_secs(600));
     assert_eq!(r.get("t", "/metrics").await.status, 401, "past the stale window");
 }
