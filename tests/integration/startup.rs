@@ -115,7 +115,11 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         l.local_addr().expect("addr").port()
     };
     let certs = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(BIN)
+    let ops: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let child = Command::new(BIN)
         .args([
             "serve",
             "--config",
@@ -124,8 +128,9 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
             &port.to_string(),
         ])
         .args(["--cert-dir", &certs.path().display().to_string()])
+        .args(["--ops-address", &ops.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -166,8 +171,36 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
     let no_log_access = client
         .get(addr, "/logs/syslog", &[("authorization", "Bearer metrics-token")])
         .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let bad_token = client
+        .get(addr, "/pods", &[("authorization", "Bearer not-a-known-token")])
+        .await;
+    let healthz = crate::common::plain_get(ops, "/healthz").await;
+    let readyz = crate::common::plain_get(ops, "/readyz").await;
+    let metrics = crate::common::plain_get(ops, "/metrics").await;
+    // SIGTERM, as systemd and the kubelet send it: a clean exit.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "clean exit on SIGTERM: {log}");
+    assert_eq!(bad_token.status, 401);
+    for token in ["admin-token", "metrics-token", "not-a-known-token"] {
+        assert!(!log.contains(token), "a token in the log: {log}");
+    }
+    assert!(
+        log.contains("no audit log"),
+        "the missing audit log is warned about: {log}"
+    );
+    assert_eq!(healthz, (200, "ok\n".to_owned()));
+    assert_eq!(readyz.0, 503, "no kubelet read-only port here: {readyz:?}");
+    assert!(readyz.1.contains("[-]upstream failed"), "{readyz:?}");
+    assert!(readyz.1.contains("[+]serving-certificate ok"), "{readyz:?}");
+    assert!(
+        metrics
+            .1
+            .contains(r#"kubelet_gate_requests_total{code="401",subresource="",verb=""} 2"#),
+        "{}",
+        metrics.1
+    );
     assert_eq!(
         (no_credentials.status.as_u16(), no_credentials.text().as_str()),
         (401, "Unauthorized")
