@@ -106,7 +106,10 @@ impl Record {
                 self.decision = Some("allow");
                 self.allowed_by = Some(subresource);
             }
-            Verdict::Forbidden => self.decision = Some("deny"),
+            Verdict::Forbidden => {
+                self.decision = Some("deny");
+                self.reason = Some(format!("no {verb} on nodes/{} allowed", tried.join(", nodes/")));
+            }
             Verdict::Failed { subresource, error } => {
                 self.decision = Some("error");
                 self.reason = Some(format!("{subresource}: {error}"));

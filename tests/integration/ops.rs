@@ -291,6 +291,7 @@ async fn a_common_name_cannot_forge_an_audit_record() {
     assert_eq!(lines[0]["user"], evil);
     assert_eq!(lines[0]["credential"], "x509");
     assert_eq!(lines[0]["decision"], "deny");
+    assert_eq!(lines[0]["reason"], "no get on nodes/pods, nodes/proxy allowed");
     assert_eq!(lines[0]["certSha256"].as_str().map(str::len), Some(64));
     assert_eq!(lines[1]["user"], "reader");
 }
