@@ -276,3 +276,44 @@ fn an_audit_log_that_cannot_be_opened_stops_the_start_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn weak_settings_are_stated_loudly_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\nauthentication:\n  webhook: {{enabled: false}}\n  anonymous: {{enabled: true}}\nauthorization:\n  mode: AlwaysAllow\n"
+        ),
+    );
+    let child = Command::new(BIN)
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A completed handshake means the accept loop (and with it the SIGTERM handler) runs.
+    let _ = crate::common::client::TlsClient::insecure().handshake(addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("SECURITY WARNING")).collect();
+    assert!(
+        warnings.iter().any(|l| l.contains("anonymous access is enabled")),
+        "{log}"
+    );
+    assert!(warnings.iter().any(|l| l.contains("AlwaysAllow")), "{log}");
+}
