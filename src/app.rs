@@ -23,6 +23,8 @@ use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
 use crate::k8s::{ApiServer, Backoff, CallPolicy, ClientError};
 use crate::logs::{self, LogServer};
+use crate::ops::audit::{AuditLog, Output};
+use crate::ops::observer::Observer;
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
 use crate::proxy::pipeline::Gateway;
 use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
@@ -47,6 +49,8 @@ pub enum StartError {
     Upstream(#[from] UpstreamUrlError),
     #[error("kubeconfig: {0}")]
     ApiClient(#[from] ClientError),
+    #[error(transparent)]
+    Audit(#[from] crate::ops::audit::AuditError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -70,9 +74,6 @@ pub fn check_supported(config: &Config) -> Result<(), StartError> {
             "forwarding to the kubelet's own port is not available in this version",
         );
     }
-    if config.audit.is_some() {
-        return unsupported("audit.path", "the audit log is not available in this version");
-    }
     Ok(())
 }
 
@@ -89,6 +90,12 @@ pub struct Built {
     pub bootstrap: Option<(Bootstrap, Option<Current>)>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
+    /// The API server client, when a webhook or the CSR flow needs one.
+    pub api: Option<Arc<ApiServer>>,
+    /// Whether readiness includes the API server (a webhook answers requests through it).
+    pub api_in_request_path: bool,
+    /// Drains the audit queue into its file; [`Built::spawn_background`] starts it.
+    pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Built {
@@ -100,6 +107,22 @@ impl Built {
         if let Some((bootstrap, current)) = self.bootstrap.take() {
             tokio::spawn(bootstrap.run(current));
         }
+        if let Some(writer) = self.audit_writer.take() {
+            tokio::spawn(writer);
+        }
+    }
+
+    /// The state behind the ops listener's `/healthz`, `/readyz` and `/metrics`.
+    pub fn ops(&self, config: &Config) -> Arc<crate::ops::Ops> {
+        let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
+            gateway: self.gateway.clone(),
+            serving: self.serving.clone(),
+            reload: self.reload_stats.clone(),
+            api: self.api.clone(),
+        });
+        let api = self.api.clone().filter(|_| self.api_in_request_path);
+        let readiness = crate::ops::Readiness::new(self.serving.clone(), &config.upstream.read_only, api);
+        Arc::new(crate::ops::Ops { registry, readiness })
     }
 }
 
@@ -285,6 +308,16 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         interval: options.reload_interval,
         stats: reload_stats.clone(),
     });
+    let (audit, audit_writer) = match &config.audit {
+        Some(sink) => {
+            let (log, writer) = AuditLog::new(Output::open(sink)?);
+            (
+                Some(log),
+                Some(Box::pin(writer) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
+            )
+        }
+        None => (None, None),
+    };
     let gateway = Gateway {
         node_name: config.node_name.clone(),
         authenticator: Authenticator::new(client_ca, token_file, token_reviewer, config.authentication.anonymous),
@@ -298,6 +331,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         fine_grained_authz: config.fine_grained_authz,
         exec_requires_create: config.authorization.exec_requires_create,
         stats: Default::default(),
+        observer: Arc::new(Observer::new(audit)),
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
@@ -330,6 +364,10 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         reloader,
         bootstrap,
         warnings,
+        api,
+        api_in_request_path: config.authentication.webhook.enabled
+            || config.authorization.mode == AuthorizationMode::Webhook,
+        audit_writer,
     })
 }
 
@@ -378,16 +416,24 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
             addr: config.listen,
             source,
         })?;
-    log_posture(config);
-    for w in &built.warnings {
-        tracing::warn!("{w}");
-    }
+    let ops_listener = TcpListener::bind(config.ops_address)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.ops_address,
+            source,
+        })?;
+    log_posture(config, &built.warnings);
     built.spawn_background();
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(crate::ops::serve(ops_listener, built.ops(config), async move {
+        let _ = ops_stopped.await;
+    }));
     crate::server::serve(listener, built.tls, built.gateway, shutdown).await;
+    let _ = ops_stop.send(());
     Ok(())
 }
 
-fn log_posture(config: &Config) {
+fn log_posture(config: &Config, warnings: &[String]) {
     let source = match &config.serving_cert {
         CertSource::Files { .. } => "files",
         CertSource::SelfSigned => "self-signed",
@@ -407,6 +453,15 @@ fn log_posture(config: &Config) {
         node_log_dir = %config.logs.node_log_dir.display(),
         pod_log_dir = %config.logs.pod_log_dir.display(),
         split_log_streams = config.split_log_streams,
+        ops = %config.ops_address,
+        audit = config.audit.is_some(),
         "kubelet-gate listening"
     );
+    // Weak settings are stated loudly, one line each, so they stand out in any log.
+    for w in warnings {
+        tracing::warn!("SECURITY WARNING: {w}");
+    }
+    if config.audit.is_none() {
+        tracing::warn!("no audit log: set audit.path to record who called the node API");
+    }
 }

@@ -85,6 +85,49 @@ pub struct ApiServer {
     client: kube::Client,
     slots: Semaphore,
     policy: CallPolicy,
+    pub stats: ApiStats,
+}
+
+/// What the metrics endpoint and the readiness check read about calls to the API server.
+#[derive(Debug)]
+pub struct ApiStats {
+    /// Seconds per call, retries included.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+    pub errors: std::sync::atomic::AtomicU64,
+    /// When the API server last answered at all (any HTTP status).
+    last_answer: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for ApiStats {
+    fn default() -> Self {
+        ApiStats {
+            latency: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12),
+            ),
+            errors: Default::default(),
+            last_answer: Default::default(),
+        }
+    }
+}
+
+impl ApiStats {
+    fn record<T>(&self, started: std::time::Instant, result: &Result<T, CallError>) {
+        self.latency.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if matches!(result, Ok(_) | Err(CallError::Status { .. } | CallError::Decode(_))) {
+            *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        }
+    }
+
+    /// How long ago the API server last answered, if ever.
+    pub fn since_last_answer(&self) -> Option<Duration> {
+        self.last_answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|at| at.elapsed())
+    }
 }
 
 enum Attempt<T> {
@@ -119,6 +162,7 @@ impl ApiServer {
             client,
             slots: Semaphore::new(policy.max_in_flight.max(1)),
             policy,
+            stats: ApiStats::default(),
         })
     }
 
@@ -140,7 +184,29 @@ impl ApiServer {
         self.call(Method::GET, path, None).await
     }
 
+    /// Asks the API server for `/version` within `wait`: any HTTP answer, even a refusal,
+    /// shows that it is there. For the readiness check.
+    pub async fn probe(&self, wait: Duration) -> Result<(), CallError> {
+        match tokio::time::timeout(wait, self.get::<serde_json::Value>("/version")).await {
+            Err(_) => Err(CallError::Deadline(wait)),
+            Ok(Ok(_) | Err(CallError::Status { .. } | CallError::Decode(_))) => Ok(()),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<T, CallError> {
+        let started = std::time::Instant::now();
+        let result = self.call_with_retries(method, path, body).await;
+        self.stats.record(started, &result);
+        result
+    }
+
+    async fn call_with_retries<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<T, CallError> {
         let deadline = Instant::now() + self.policy.deadline;
         let timed_out = || CallError::Deadline(self.policy.deadline);
         let _slot = timeout_at(deadline, self.slots.acquire())

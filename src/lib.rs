@@ -17,6 +17,9 @@
 //! With the webhook backends, [`k8s`] is the API server client (TokenReview,
 //! SubjectAccessReview) and [`clock`] the monotonic clock the caches read.
 //!
+//! Last, [`ops`] counts the request for `/metrics` (served on a separate local listener with
+//! `/healthz` and `/readyz`) and writes its audit record when the response ends.
+//!
 //! [`config`] turns the YAML file into a validated [`config::Config`] once; [`app`] wires the
 //! parts together from it.
 //!
@@ -32,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod k8s;
 pub mod logs;
+pub mod ops;
 pub mod proxy;
 pub mod review_cache;
 pub mod server;

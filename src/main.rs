@@ -150,6 +150,9 @@ struct ConfigArgs {
     /// Overrides certDir.
     #[arg(long)]
     cert_dir: Option<PathBuf>,
+    /// Overrides ops.address (the /healthz, /readyz and /metrics listener).
+    #[arg(long)]
+    ops_address: Option<std::net::SocketAddr>,
 }
 
 impl ConfigArgs {
@@ -163,6 +166,9 @@ impl ConfigArgs {
         }
         if let Some(p) = self.port {
             config.listen.set_port(p);
+        }
+        if let Some(a) = self.ops_address {
+            config.ops_address = a;
         }
         if let Some(d) = &self.cert_dir {
             config.cert_dir = d.clone();

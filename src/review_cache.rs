@@ -19,6 +19,8 @@ pub struct CacheStats {
     pub errors: AtomicU64,
     /// Expired answers used because the API server could not answer (staleIfError).
     pub stale_uses: AtomicU64,
+    /// Entries dropped for room or age (the cache's listener counts them).
+    pub evictions: std::sync::Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -50,8 +52,17 @@ where
         clock: Clock,
         what: &'static str,
     ) -> Self {
+        let stats = CacheStats::default();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_entries)
+            .eviction_listener({
+                let evictions = stats.evictions.clone();
+                move |_, _, cause| {
+                    if cause.was_evicted() {
+                        evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
             .time_to_live(longest_ttl + stale_if_error + Duration::from_secs(1))
             .build();
         ReviewCache {
@@ -59,7 +70,7 @@ where
             clock,
             stale_if_error,
             what,
-            stats: CacheStats::default(),
+            stats,
         }
     }
 

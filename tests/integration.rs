@@ -8,8 +8,10 @@ mod integration {
     pub mod authentication;
     pub mod authorization;
     pub mod bootstrap;
+    pub mod clients;
     pub mod forwarding;
     pub mod logs;
+    pub mod ops;
     pub mod paths;
     pub mod reload;
     pub mod startup;

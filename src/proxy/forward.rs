@@ -90,7 +90,7 @@ impl Upstream {
             .build();
         let Ok(uri) = uri else {
             tracing::warn!("could not build the upstream URI");
-            return respond::bad_gateway();
+            return failed(respond::bad_gateway());
         };
         sanitize_request_headers(&mut parts.headers);
         parts.headers.insert(header::HOST, self.host.clone());
@@ -106,11 +106,11 @@ impl Upstream {
         let response = match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
             Err(_) => {
                 tracing::warn!("upstream did not answer within {:?}", self.header_timeout);
-                return respond::gateway_timeout();
+                return failed(respond::gateway_timeout());
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                return respond::bad_gateway();
+                return failed(respond::bad_gateway());
             }
             Ok(Ok(response)) => response,
         };
@@ -118,12 +118,22 @@ impl Upstream {
             // Nothing was asked to be upgraded: splicing here would hand the client a raw
             // connection to the kubelet (CVE-2018-1002105's shape).
             tracing::warn!(status = %response.status(), "upstream answered a plain request with an informational status");
-            return respond::bad_gateway();
+            return failed(respond::bad_gateway());
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
     }
+}
+
+/// Marks a response the gateway wrote because the upstream failed (as opposed to an error
+/// status the upstream itself sent), for the metrics and the audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamFailure;
+
+fn failed(mut response: Response<Body>) -> Response<Body> {
+    response.extensions_mut().insert(UpstreamFailure);
+    response
 }
 
 /// Removes everything a client must not pass to the kubelet: hop-by-hop headers and those

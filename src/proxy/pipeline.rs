@@ -3,6 +3,7 @@
 //! answers; nothing a client sends can skip one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{Method, Request, Response};
@@ -16,6 +17,7 @@ use crate::authn::{Authenticator, AuthnFailure, PeerIdentity};
 use crate::authz::attributes::{request_verb, subresources};
 use crate::authz::{AnyAuthorizer, Verdict, review};
 use crate::logs::LogServer;
+use crate::ops::observer::{Observer, Record};
 
 /// What the gateway knows about the TLS connection a request arrived on.
 pub struct Connection {
@@ -34,6 +36,8 @@ pub struct Gateway {
     pub fine_grained_authz: bool,
     pub exec_requires_create: bool,
     pub stats: Stats,
+    /// Metrics and the audit log: the last phase.
+    pub observer: Arc<Observer>,
 }
 
 /// Counters of what the pipeline did; the metrics endpoint and the tests read them.
@@ -55,6 +59,14 @@ impl Stats {
 
 impl Gateway {
     pub async fn handle(&self, conn: &Connection, request: Request<Incoming>) -> Response<Body> {
+        let mut record = self
+            .observer
+            .begin(conn, request.method(), request.uri(), request.headers());
+        let response = self.phases(conn, request, &mut record).await;
+        self.observer.finish(record, response)
+    }
+
+    async fn phases(&self, conn: &Connection, request: Request<Incoming>, record: &mut Record) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
         let method = parts.method.clone();
 
@@ -91,6 +103,7 @@ impl Gateway {
         {
             Ok(a) => a,
             Err(failure) => {
+                record.authenticated(Err(&failure));
                 tracing::info!(peer = %conn.peer, %method, path, "unauthenticated: {failure:?}");
                 return match failure {
                     AuthnFailure::Unauthorized(_) => respond::unauthorized(),
@@ -99,11 +112,12 @@ impl Gateway {
                 };
             }
         };
+        record.authenticated(Ok(&authenticated));
         let user = &authenticated.user;
 
         let verb = request_verb(&method, path, self.exec_requires_create);
         let tried = subresources(path, self.fine_grained_authz);
-        match review(
+        let verdict = review(
             &self.authorizer,
             user,
             verb,
@@ -111,8 +125,9 @@ impl Gateway {
             &self.node_name,
             &self.stats.reviews,
         )
-        .await
-        {
+        .await;
+        record.reviewed(verb, tried, &verdict);
+        match verdict {
             Verdict::Allowed { subresource } => {
                 tracing::debug!(user = %user.name, verb, subresource, %method, path, "allowed");
             }
@@ -135,6 +150,7 @@ impl Gateway {
             Dispatch::Handle(Handler::ReadOnly) => {
                 parts.method = method;
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                record.forwarded();
                 self.upstream.forward(parts, body, target, conn.peer).await
             }
         }

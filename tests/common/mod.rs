@@ -118,12 +118,18 @@ pub struct Harness {
     pub reload_stats: Arc<kubelet_gate::tls::reload::ReloadStats>,
     pub dir: tempfile::TempDir,
     pub config: Config,
+    /// The ops listener: `/healthz`, `/readyz`, `/metrics`.
+    pub ops_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    ops_shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.ops_shutdown.take() {
             let _ = tx.send(());
         }
     }
@@ -171,6 +177,12 @@ impl Harness {
             .await
             .expect("gateway builds");
         built.spawn_background();
+        let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
+        let ops_addr = ops_listener.local_addr().expect("ops addr");
+        let (ops_tx, ops_rx) = oneshot::channel::<()>();
+        tokio::spawn(kubelet_gate::ops::serve(ops_listener, built.ops(&config), async move {
+            let _ = ops_rx.await;
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -203,7 +215,9 @@ impl Harness {
             reload_stats,
             dir,
             config,
+            ops_addr,
             shutdown: Some(tx),
+            ops_shutdown: Some(ops_tx),
         }
     }
 
@@ -223,6 +237,25 @@ impl Harness {
 
     pub fn authentications(&self) -> u64 {
         self.gateway.stats.authentications.load(Ordering::Relaxed)
+    }
+
+    /// GET on the ops listener (plain HTTP/1.1): status and body.
+    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+        plain_get(self.ops_addr, path).await
+    }
+
+    /// Starts the graceful shutdown of the 10250 listener (the ops listener stays).
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// One sample from `/metrics`, by its full name with labels as printed
+    /// (e.g. `kubelet_gate_requests_total{code="200",subresource="pods",verb="get"}`); 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.ops_get("/metrics").await;
+        sample(&body, series)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -280,4 +313,33 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> Str
         setup.split_streams,
         setup.extra_yaml,
     )
+}
+
+/// One sample of an OpenMetrics text body; 0 if absent.
+pub fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A plain HTTP/1.1 GET: status and body.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // HTTP/1.0: never a chunked answer.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -53,10 +53,13 @@ fn ill_typed_value_exits_2() {
 #[test]
 fn features_not_in_this_version_are_refused_not_ignored() {
     let dir = tempfile::tempdir().expect("dir");
-    let cfg = write_config(dir.path(), &format!("audit: {{path: \"-\"}}\n{OFFLINE}"));
+    let cfg = write_config(
+        dir.path(),
+        &format!("upstream: {{secure: {{url: \"https://127.0.0.1:10250\"}}}}\n{OFFLINE}"),
+    );
     let (code, _, err) = run(&["check-config", "--config", &cfg]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("audit.path"), "{err}");
+    assert!(err.contains("upstream.secure.url"), "{err}");
 }
 
 #[test]
@@ -112,7 +115,11 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         l.local_addr().expect("addr").port()
     };
     let certs = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(BIN)
+    let ops: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let child = Command::new(BIN)
         .args([
             "serve",
             "--config",
@@ -121,8 +128,9 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
             &port.to_string(),
         ])
         .args(["--cert-dir", &certs.path().display().to_string()])
+        .args(["--ops-address", &ops.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -163,8 +171,36 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
     let no_log_access = client
         .get(addr, "/logs/syslog", &[("authorization", "Bearer metrics-token")])
         .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let bad_token = client
+        .get(addr, "/pods", &[("authorization", "Bearer not-a-known-token")])
+        .await;
+    let healthz = crate::common::plain_get(ops, "/healthz").await;
+    let readyz = crate::common::plain_get(ops, "/readyz").await;
+    let metrics = crate::common::plain_get(ops, "/metrics").await;
+    // SIGTERM, as systemd and the kubelet send it: a clean exit.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "clean exit on SIGTERM: {log}");
+    assert_eq!(bad_token.status, 401);
+    for token in ["admin-token", "metrics-token", "not-a-known-token"] {
+        assert!(!log.contains(token), "a token in the log: {log}");
+    }
+    assert!(
+        log.contains("no audit log"),
+        "the missing audit log is warned about: {log}"
+    );
+    assert_eq!(healthz, (200, "ok\n".to_owned()));
+    assert_eq!(readyz.0, 503, "no kubelet read-only port here: {readyz:?}");
+    assert!(readyz.1.contains("[-]upstream failed"), "{readyz:?}");
+    assert!(readyz.1.contains("[+]serving-certificate ok"), "{readyz:?}");
+    assert!(
+        metrics
+            .1
+            .contains(r#"kubelet_gate_requests_total{code="401",subresource="",verb=""} 2"#),
+        "{}",
+        metrics.1
+    );
     assert_eq!(
         (no_credentials.status.as_u16(), no_credentials.text().as_str()),
         (401, "Unauthorized")
@@ -196,4 +232,88 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         no_log_access.text(),
         "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[log])\n"
     );
+}
+
+#[test]
+fn the_deployment_examples_pass_check_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = run(&[
+        "check-config",
+        "--config",
+        &format!("{root}/examples/deploy/gateway.yaml"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/var/log/kubelet-gate/audit.log"), "{out}");
+
+    // The DaemonSet's ConfigMap holds the same kind of file.
+    let daemonset = std::fs::read_to_string(format!("{root}/examples/deploy/daemonset.yaml")).expect("daemonset");
+    let (_, rest) = daemonset.split_once("config.yaml: |\n").expect("ConfigMap");
+    let embedded: String = rest
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, embedded).expect("write");
+    let (code, _, err) = run(&["check-config", "--config", &path.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_opened_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: 1\ncertDir: pki\nnodeAddresses: [127.0.0.1]\naudit: {{path: no-such-dir/audit.log}}\n{OFFLINE}"
+        ),
+    );
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("audit.path") && err.contains("no-such-dir/audit.log"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn weak_settings_are_stated_loudly_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\nauthentication:\n  webhook: {{enabled: false}}\n  anonymous: {{enabled: true}}\nauthorization:\n  mode: AlwaysAllow\n"
+        ),
+    );
+    let child = Command::new(BIN)
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A completed handshake means the accept loop (and with it the SIGTERM handler) runs.
+    let _ = crate::common::client::TlsClient::insecure().handshake(addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("SECURITY WARNING")).collect();
+    assert!(
+        warnings.iter().any(|l| l.contains("anonymous access is enabled")),
+        "{log}"
+    );
+    assert!(warnings.iter().any(|l| l.contains("AlwaysAllow")), "{log}");
 }

@@ -1,0 +1,110 @@
+//! Readiness, as named checks: a valid serving certificate is loaded, the read-only port
+//! answers, and (with a webhook) the API server answers. The body names the failing check.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::k8s::ApiServer;
+use crate::tls::ServingCert;
+
+/// How long each check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Readiness {
+    pub serving: Arc<ServingCert>,
+    /// The read-only port's `/healthz`.
+    pub upstream: Uri,
+    /// The API server, when a webhook needs it.
+    pub api: Option<Arc<ApiServer>>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+/// One line per check.
+pub struct Report(Vec<(&'static str, Result<(), String>)>);
+
+impl Report {
+    pub fn ready(&self) -> bool {
+        self.0.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, result) in &self.0 {
+            match result {
+                Ok(()) => writeln!(f, "[+]{name} ok")?,
+                Err(why) => writeln!(f, "[-]{name} failed: {why}")?,
+            }
+        }
+        if self.ready() {
+            writeln!(f, "readyz check passed")
+        } else {
+            writeln!(f, "readyz check failed")
+        }
+    }
+}
+
+impl Readiness {
+    pub fn new(serving: Arc<ServingCert>, upstream: &Uri, api: Option<Arc<ApiServer>>) -> Self {
+        let mut parts = upstream.clone().into_parts();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/healthz"));
+        let upstream = Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone());
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CHECK_TIMEOUT));
+        Readiness {
+            serving,
+            upstream,
+            api,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub async fn check(&self) -> Report {
+        let (upstream, api) = tokio::join!(self.upstream(), self.api());
+        let mut checks = vec![("serving-certificate", self.certificate()), ("upstream", upstream)];
+        if let Some(api) = api {
+            checks.push(("apiserver", api));
+        }
+        Report(checks)
+    }
+
+    fn certificate(&self) -> Result<(), String> {
+        let Some(key) = self.serving.current() else {
+            return Err(match self.serving.pending() {
+                Some(why) => format!("no serving certificate yet ({why})"),
+                None => "no serving certificate".into(),
+            });
+        };
+        let not_after = key
+            .cert
+            .first()
+            .and_then(super::metrics::not_after)
+            .ok_or("the serving certificate does not parse")?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if not_after <= now {
+            return Err("the serving certificate has expired".into());
+        }
+        Ok(())
+    }
+
+    async fn upstream(&self) -> Result<(), String> {
+        match tokio::time::timeout(CHECK_TIMEOUT, self.client.get(self.upstream.clone())).await {
+            Err(_) => Err(format!("{} did not answer within {CHECK_TIMEOUT:?}", self.upstream)),
+            Ok(Err(e)) => Err(format!("{}: {e}", self.upstream)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    async fn api(&self) -> Option<Result<(), String>> {
+        let api = self.api.as_ref()?;
+        Some(api.probe(CHECK_TIMEOUT).await.map_err(|e| e.to_string()))
+    }
+}

@@ -1,0 +1,231 @@
+//! The gateway's own metrics, `kubelet_gate_*`: counters the request path updates as it goes,
+//! and values read at scrape time from the counters other modules already keep (caches,
+//! reloads, the API server client, the serving certificate).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::authz::AnyAuthorizer;
+use crate::k8s::ApiServer;
+use crate::proxy::pipeline::Gateway;
+use crate::tls::ServingCert;
+use crate::tls::reload::ReloadStats;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the request path counts. Clones share the counters.
+#[derive(Debug, Clone)]
+pub struct RequestMetrics {
+    /// By status code, the subresource that allowed the request (or none) and the SAR verb.
+    pub requests: Family<Labels, Counter>,
+    /// By credential kind and result.
+    pub authentications: Family<Labels, Counter>,
+    /// allow, deny or error.
+    pub decisions: Family<Labels, Counter>,
+    /// Time to the upstream's response headers.
+    pub upstream_latency: Histogram,
+    pub upstream_errors: Counter,
+    pub in_flight: Gauge,
+    /// Audit records lost because the writer could not keep up.
+    pub audit_dropped: Counter,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        RequestMetrics {
+            requests: Family::default(),
+            authentications: Family::default(),
+            decisions: Family::default(),
+            upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            upstream_errors: Counter::default(),
+            in_flight: Gauge::default(),
+            audit_dropped: Counter::default(),
+        }
+    }
+}
+
+impl RequestMetrics {
+    pub fn request(&self, status: u16, subresource: &str, verb: &str) {
+        self.requests
+            .get_or_create(&vec![
+                ("code", status.to_string()),
+                ("subresource", subresource.to_owned()),
+                ("verb", verb.to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn authentication(&self, method: &str, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.authentications
+            .get_or_create(&vec![("method", method.to_owned()), ("result", result.to_owned())])
+            .inc();
+    }
+
+    pub fn decision(&self, decision: &str) {
+        self.decisions
+            .get_or_create(&vec![("decision", decision.to_owned())])
+            .inc();
+    }
+}
+
+/// What `/metrics` reads at scrape time.
+pub struct Sources {
+    pub gateway: Arc<Gateway>,
+    pub serving: Arc<ServingCert>,
+    pub reload: Arc<ReloadStats>,
+    pub api: Option<Arc<ApiServer>>,
+}
+
+/// The registry behind `/metrics`.
+pub fn registry(sources: Sources) -> Registry {
+    let mut r = Registry::with_prefix("kubelet_gate");
+    let m = sources.gateway.observer.metrics.clone();
+    r.register(
+        "requests",
+        "Requests answered, by HTTP status, the subresource that allowed them and the verb",
+        m.requests,
+    );
+    r.register(
+        "authentications",
+        "Authentication results by credential kind",
+        m.authentications,
+    );
+    r.register(
+        "authorization_decisions",
+        "Authorization outcomes per request",
+        m.decisions,
+    );
+    r.register(
+        "upstream_request_duration_seconds",
+        "Time to the read-only port's response headers",
+        m.upstream_latency,
+    );
+    r.register(
+        "upstream_errors",
+        "Forwarded requests the read-only port did not answer",
+        m.upstream_errors,
+    );
+    r.register("requests_in_flight", "Requests being served", m.in_flight);
+    r.register(
+        "audit_records_dropped",
+        "Audit records lost because the writer fell behind",
+        m.audit_dropped,
+    );
+    if let Some(api) = &sources.api {
+        r.register(
+            "apiserver_request_duration_seconds",
+            "API server calls (TokenReview, SubjectAccessReview, CSR), retries included",
+            api.stats.latency.clone(),
+        );
+    }
+    r.register_collector(Box::new(Derived(sources)));
+    r
+}
+
+/// Values other modules count, read on each scrape.
+struct Derived(Sources);
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    for (labels, v) in values {
+        ConstCounter::new(*v).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl Collector for Derived {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let cache = |name: &str| vec![("cache", name.to_owned())];
+        let mut hits = Vec::new();
+        let mut misses = Vec::new();
+        let mut evictions = Vec::new();
+        if let Some(t) = s.gateway.authenticator.token_reviewer() {
+            hits.push((cache("tokenreview"), load(&t.stats().hits)));
+            misses.push((cache("tokenreview"), load(&t.stats().misses)));
+            evictions.push((cache("tokenreview"), load(&t.stats().evictions)));
+        }
+        if let AnyAuthorizer::Webhook(sar) = &s.gateway.authorizer {
+            hits.push((cache("subjectaccessreview"), load(&sar.stats().hits)));
+            misses.push((cache("subjectaccessreview"), load(&sar.stats().misses)));
+            evictions.push((cache("subjectaccessreview"), load(&sar.stats().evictions)));
+        }
+        counter(&mut e, "cache_hits", "Webhook cache hits", &hits)?;
+        counter(&mut e, "cache_misses", "Webhook cache misses", &misses)?;
+        counter(
+            &mut e,
+            "cache_evictions",
+            "Webhook cache entries evicted for room or age",
+            &evictions,
+        )?;
+        if let Some(api) = &s.api {
+            counter(
+                &mut e,
+                "apiserver_request_errors",
+                "API server calls that failed",
+                &[(Vec::new(), load(&api.stats.errors))],
+            )?;
+        }
+        counter(
+            &mut e,
+            "certificate_reloads",
+            "Certificate and client CA reloads by result",
+            &[
+                (vec![("result", "success".to_owned())], load(&s.reload.successes)),
+                (vec![("result", "failure".to_owned())], load(&s.reload.failures)),
+            ],
+        )?;
+        let expiry = s.serving.current().and_then(|k| k.cert.first().and_then(not_after));
+        gauge(
+            &mut e,
+            "serving_certificate_loaded",
+            "1 when a serving certificate is loaded",
+            if expiry.is_some() { 1.0 } else { 0.0 },
+        )?;
+        if let Some(at) = expiry {
+            gauge(
+                &mut e,
+                "serving_certificate_expiry_timestamp_seconds",
+                "The serving certificate's notAfter, in seconds since the epoch",
+                at as f64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A certificate's notAfter in seconds since the epoch.
+pub fn not_after(der: &rustls_pki_types::CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}

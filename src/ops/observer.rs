@@ -1,0 +1,327 @@
+//! The pipeline's last phase: what one request did, gathered as it passes the phases
+//! ([`Record`]), turned into metrics when the response starts and into an audit record when
+//! its body ends (or the client goes away).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use aws_lc_rs::{digest, hmac};
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::audit::{AuditLog, AuditRecord};
+use super::metrics::RequestMetrics;
+use crate::authn::{Authenticated, AuthnFailure, CredentialKind, bearer, websocket};
+use crate::authz::Verdict;
+use crate::proxy::forward::UpstreamFailure;
+use crate::proxy::pipeline::Connection;
+use crate::proxy::respond::{Body, BoxError};
+
+/// Metrics and the audit log, shared by every request.
+pub struct Observer {
+    pub metrics: RequestMetrics,
+    audit: Option<AuditLog>,
+    /// Per-process key for the token hash in audit records: equal tokens match within one
+    /// run, and no record can be turned back into a token.
+    token_key: hmac::Key,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Observer::new(None)
+    }
+}
+
+/// What one request did so far. The pipeline fills it in phase by phase. Dropped unfinished
+/// (the client went away before an answer), it still writes its audit line.
+#[derive(Default)]
+pub struct Record {
+    /// Set until the response starts; then the body's end closes the record instead.
+    observer: Option<Arc<Observer>>,
+    started: Option<Instant>,
+    time: Option<SystemTime>,
+    peer: Option<SocketAddr>,
+    method: String,
+    target: String,
+    cert_sha256: Option<String>,
+    token_hmac: Option<String>,
+    credential: Option<CredentialKind>,
+    presented: &'static str,
+    user: Option<String>,
+    groups: Vec<String>,
+    verb: Option<&'static str>,
+    tried: &'static [&'static str],
+    allowed_by: Option<&'static str>,
+    decision: Option<&'static str>,
+    reason: Option<String>,
+    forwarded: Option<Instant>,
+    stream: bool,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            if self.decision.is_none() {
+                self.decision = Some("rejected");
+            }
+            self.reason
+                .get_or_insert_with(|| "the client went away before the answer".to_owned());
+            observer.audit(self, "aborted", 0, None, 0);
+            observer.metrics.in_flight.dec();
+        }
+    }
+}
+
+impl Record {
+    /// The caller was found (or not).
+    pub fn authenticated(&mut self, result: Result<&Authenticated, &AuthnFailure>) {
+        match result {
+            Ok(a) => {
+                self.credential = Some(a.credential);
+                self.user = Some(a.user.name.clone());
+                self.groups = a.user.groups.clone();
+            }
+            Err(failure) => {
+                self.decision = Some("unauthenticated");
+                self.reason = Some(match failure {
+                    AuthnFailure::Unauthorized(why) => why.clone(),
+                    AuthnFailure::Ambiguous(why) => (*why).to_owned(),
+                    AuthnFailure::TooLarge => "token too large".to_owned(),
+                });
+            }
+        }
+    }
+
+    /// The authorizer's verdict on `verb` over the subresources `tried`.
+    pub fn reviewed(&mut self, verb: &'static str, tried: &'static [&'static str], verdict: &Verdict) {
+        self.verb = Some(verb);
+        self.tried = tried;
+        match verdict {
+            Verdict::Allowed { subresource } => {
+                self.decision = Some("allow");
+                self.allowed_by = Some(subresource);
+            }
+            Verdict::Forbidden => {
+                self.decision = Some("deny");
+                self.reason = Some(format!("no {verb} on nodes/{} allowed", tried.join(", nodes/")));
+            }
+            Verdict::Failed { subresource, error } => {
+                self.decision = Some("error");
+                self.reason = Some(format!("{subresource}: {error}"));
+            }
+        }
+    }
+
+    /// The request goes to the upstream.
+    pub fn forwarded(&mut self) {
+        self.forwarded = Some(Instant::now());
+    }
+}
+
+impl Observer {
+    pub fn new(audit: Option<AuditLog>) -> Self {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let token_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            // Never expected; the time-derived key still keeps tokens out of the log.
+            let seed = format!("{:?}{:?}", SystemTime::now(), std::thread::current().id());
+            hmac::Key::new(hmac::HMAC_SHA256, seed.as_bytes())
+        });
+        Observer {
+            metrics: RequestMetrics::default(),
+            audit,
+            token_key,
+        }
+    }
+
+    /// Opens the record of a request as it arrives, before any phase.
+    pub fn begin(
+        self: &Arc<Self>,
+        conn: &Connection,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Record {
+        self.metrics.in_flight.inc();
+        let chain = conn.identity.chain();
+        let presented = match bearer::parse(headers) {
+            bearer::BearerHeader::Absent if chain.is_empty() => "none",
+            bearer::BearerHeader::Absent => "x509",
+            _ => "token",
+        };
+        let mut record = Record::default();
+        record.observer = Some(self.clone());
+        record.started = Some(Instant::now());
+        record.time = Some(SystemTime::now());
+        record.peer = Some(conn.peer);
+        record.method = method.as_str().to_owned();
+        record.target = uri
+            .path_and_query()
+            .map_or_else(|| uri.to_string(), |p| p.as_str().to_owned());
+        record.presented = presented;
+        record.stream = uri.query().is_some_and(is_stream_query);
+        if self.audit.is_some() {
+            record.cert_sha256 = chain.first().map(|c| hex(digest::digest(&digest::SHA256, c).as_ref()));
+            let hash = |token: &str| hex(hmac::sign(&self.token_key, token.as_bytes()).as_ref());
+            record.token_hmac = match bearer::parse(headers) {
+                bearer::BearerHeader::Token(token) => Some(hash(token)),
+                _ => match websocket::extract(headers) {
+                    Ok(Some(found)) => Some(hash(&found.token)),
+                    _ => None,
+                },
+            };
+        }
+        record
+    }
+
+    /// Counts the response and hands back one whose body writes the audit record when it ends.
+    pub fn finish(self: &Arc<Self>, mut record: Record, response: Response<Body>) -> Response<Body> {
+        record.observer = None;
+        let status = response.status().as_u16();
+        let m = &self.metrics;
+        match (record.credential, record.decision) {
+            (Some(kind), _) => m.authentication(kind.as_str(), true),
+            (None, Some("unauthenticated")) => m.authentication(record.presented, false),
+            _ => {}
+        }
+        if let Some(d) = record.decision.filter(|d| *d != "unauthenticated") {
+            m.decision(d);
+        }
+        let upstream_failed = response.extensions().get::<UpstreamFailure>().is_some();
+        if let Some(started) = record.forwarded {
+            if upstream_failed {
+                m.upstream_errors.inc();
+            } else {
+                m.upstream_latency.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        m.request(status, record.allowed_by.unwrap_or(""), record.verb.unwrap_or(""));
+        if record.decision.is_none() {
+            record.decision = Some("rejected");
+        }
+        if upstream_failed {
+            record.reason = Some("upstream did not answer".to_owned());
+        }
+        let upstream_status = (record.forwarded.is_some() && !upstream_failed).then_some(status);
+        if record.stream {
+            self.audit(&record, "start", status, upstream_status, 0);
+        }
+        let (parts, body) = response.into_parts();
+        let observed = Observed {
+            inner: body,
+            bytes: 0,
+            end: Some(End {
+                observer: self.clone(),
+                record,
+                status,
+                upstream_status,
+            }),
+        };
+        Response::from_parts(parts, observed.boxed_unsync())
+    }
+
+    fn audit(&self, r: &Record, stage: &'static str, status: u16, upstream_status: Option<u16>, bytes: u64) {
+        let Some(log) = &self.audit else { return };
+        let time = r.time.unwrap_or_else(SystemTime::now);
+        let record = AuditRecord {
+            time: time::OffsetDateTime::from(time)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            stage,
+            peer: r.peer.map(|p| p.to_string()).unwrap_or_default(),
+            credential: r.credential.map_or(r.presented, CredentialKind::as_str),
+            cert_sha256: r.cert_sha256.as_deref(),
+            token_hmac: r.token_hmac.as_deref(),
+            user: r.user.as_deref(),
+            groups: &r.groups,
+            method: &r.method,
+            verb: r.verb,
+            subresources: r.tried,
+            allowed_by: r.allowed_by,
+            path: &r.target,
+            decision: r.decision.unwrap_or("rejected"),
+            reason: r.reason.as_deref(),
+            status,
+            upstream_status,
+            bytes,
+            duration_ms: r.started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
+        };
+        if !log.send(&record) {
+            self.metrics.audit_dropped.inc();
+        }
+    }
+}
+
+/// `follow` on logs and `watch`-style queries keep the response open: those get a start
+/// record as well as the end one.
+fn is_stream_query(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| matches!(kv, "follow=true" | "follow=1" | "watch=true" | "watch=1"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct End {
+    observer: Arc<Observer>,
+    record: Record,
+    status: u16,
+    upstream_status: Option<u16>,
+}
+
+/// A response body that counts its bytes and closes the request's record when it is done.
+struct Observed {
+    inner: Body,
+    bytes: u64,
+    end: Option<End>,
+}
+
+impl Observed {
+    fn close(&mut self) {
+        if let Some(end) = self.end.take() {
+            let stage = if end.record.stream { "end" } else { "complete" };
+            end.observer
+                .audit(&end.record, stage, end.status, end.upstream_status, self.bytes);
+            end.observer.metrics.in_flight.dec();
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl HttpBody for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.close(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
