@@ -26,6 +26,7 @@
 //! up to 15 retries, honouring `Retry-After`) unless `Config::default_retry` is false, so one
 //! `create` through a default client can be several calls here.
 
+use super::serving::{Running, wait_stop};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,7 +48,6 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 
 use super::pki::{Ca, ClientSpec, Leaf};
 
@@ -291,11 +291,6 @@ struct Inner {
     connections: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
-}
-
-struct Running {
-    stop_tx: watch::Sender<bool>,
-    done_rx: watch::Receiver<bool>,
 }
 
 /// Held only by `ApiServer` handles: dropping the last one drops `stop_tx`, which stops serving.
@@ -607,7 +602,7 @@ impl ApiServer {
     pub async fn stop(&self) {
         let mut run = self.control.run.lock().await;
         if let Some(r) = run.take() {
-            stop_running(r).await;
+            r.stop().await;
         }
     }
 
@@ -615,7 +610,7 @@ impl ApiServer {
     pub async fn restart(&self) {
         let mut run = self.control.run.lock().await;
         if let Some(r) = run.take() {
-            stop_running(r).await;
+            r.stop().await;
         }
         // The port was ours a moment ago; retry briefly in case the kernel still holds it.
         let mut tries = 0;
@@ -715,48 +710,10 @@ impl Inner {
 // Serving
 
 fn spawn_server(listener: TcpListener, inner: Arc<Inner>) -> Running {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, done_rx) = watch::channel(false);
-    tokio::spawn(accept_loop(listener, inner, stop_rx, done_tx));
-    Running { stop_tx, done_rx }
-}
-
-async fn stop_running(r: Running) {
-    r.stop_tx.send_replace(true);
-    let mut done = r.done_rx.clone();
-    let _ = done.wait_for(|d| *d).await;
-}
-
-async fn wait_stop(rx: &mut watch::Receiver<bool>) {
-    // Returns once `true` is sent or the sender (the last ApiServer clone) is gone.
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    inner: Arc<Inner>,
-    mut stop_rx: watch::Receiver<bool>,
-    done_tx: watch::Sender<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = wait_stop(&mut stop_rx) => break,
-            res = listener.accept() => match res {
-                Ok((tcp, _peer)) => {
-                    inner.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(serve_conn(tcp, inner.clone(), stop_rx.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Aborting a connection task drops its socket and its `closed` sender, which releases the
-    // handlers hyper spawned for h2 streams.
-    conns.shutdown().await;
-    let _ = done_tx.send(true);
+    Running::spawn(listener, move |tcp, stop_rx| {
+        inner.connections.fetch_add(1, Ordering::Relaxed);
+        serve_conn(tcp, inner.clone(), stop_rx)
+    })
 }
 
 /// What a request handler knows about its connection.

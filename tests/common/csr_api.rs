@@ -31,6 +31,7 @@
 //! `limit`/`continue` paging, no authorization (the identity may do everything), a list ignores
 //! `resourceVersion`, and the history is never compacted unless [`CsrApi::compact`] says so.
 
+use super::serving::{Running, wait_stop};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt;
@@ -58,7 +59,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -1039,11 +1039,6 @@ fn record_of(entry: &CsrEntry) -> CsrRecord {
 // ---------------------------------------------------------------------------------------
 // The handle
 
-struct Running {
-    stop_tx: watch::Sender<bool>,
-    done_rx: watch::Receiver<bool>,
-}
-
 /// Held only by `CsrApi` handles: dropping the last one drops `stop_tx`, which stops serving.
 struct Control {
     addr: SocketAddr,
@@ -1337,7 +1332,7 @@ impl CsrApi {
     pub async fn stop(&self) {
         let mut run = self.control.run.lock().await;
         if let Some(r) = run.take() {
-            stop_running(r).await;
+            r.stop().await;
         }
     }
 
@@ -1345,7 +1340,7 @@ impl CsrApi {
     pub async fn restart(&self) {
         let mut run = self.control.run.lock().await;
         if let Some(r) = run.take() {
-            stop_running(r).await;
+            r.stop().await;
         }
         let mut tries = 0;
         let listener = loop {
@@ -1495,48 +1490,10 @@ fn generate_name(base: &str) -> String {
 // Serving
 
 fn spawn_server(listener: TcpListener, inner: Arc<Inner>) -> Running {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, done_rx) = watch::channel(false);
-    tokio::spawn(accept_loop(listener, inner, stop_rx, done_tx));
-    Running { stop_tx, done_rx }
-}
-
-async fn stop_running(r: Running) {
-    r.stop_tx.send_replace(true);
-    let mut done = r.done_rx.clone();
-    let _ = done.wait_for(|d| *d).await;
-}
-
-async fn wait_stop(rx: &mut watch::Receiver<bool>) {
-    // Returns once `true` is sent or the sender (the last CsrApi clone) is gone.
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    inner: Arc<Inner>,
-    mut stop_rx: watch::Receiver<bool>,
-    done_tx: watch::Sender<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = wait_stop(&mut stop_rx) => break,
-            res = listener.accept() => match res {
-                Ok((tcp, _peer)) => {
-                    inner.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(serve_conn(tcp, inner.clone(), stop_rx.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Aborting a connection task drops its socket, and with it every response body (watch
-    // streams) of the connection.
-    conns.shutdown().await;
-    let _ = done_tx.send(true);
+    Running::spawn(listener, move |tcp, stop_rx| {
+        inner.connections.fetch_add(1, Ordering::Relaxed);
+        serve_conn(tcp, inner.clone(), stop_rx)
+    })
 }
 
 async fn serve_conn(tcp: TcpStream, inner: Arc<Inner>, mut stop_rx: watch::Receiver<bool>) {

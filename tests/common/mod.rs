@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod client;
 pub mod csr_api;
 pub mod pki;
+pub mod serving;
 pub mod upstream;
 
 use std::net::SocketAddr;

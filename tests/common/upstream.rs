@@ -3,6 +3,7 @@
 //! 127.0.0.1:0, answering like the real port (spec sections 3.1, 3.2, 8: Go ServeMux redirects
 //! and 404s, go-restful 404/405, debug stubs) and recording every request it receives.
 
+use super::serving::{Running, wait_stop};
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 /// The Go ServeMux redirect status (301 up to Go 1.25; Go 1.26 uses 307).
 pub const REDIRECT_STATUS: u16 = 301;
@@ -111,8 +111,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Dropping the last `Upstream` clone drops this, which closes `stop_tx` and stops the server.
 struct Handle {
     addr: SocketAddr,
-    stop_tx: watch::Sender<bool>,
-    done_rx: watch::Receiver<bool>,
+    running: Running,
 }
 
 /// The stand-in server. Clones share it; it serves until all clones are dropped or `stop()`.
@@ -139,12 +138,14 @@ impl Upstream {
             seen: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Kubelet),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, state.clone(), stop_rx, done_tx));
+        let served = state.clone();
+        let running = Running::spawn(listener, move |tcp, stop_rx| {
+            let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            serve_conn(tcp, peer, served.clone(), stop_rx)
+        });
         Upstream {
             state,
-            handle: Arc::new(Handle { addr, stop_tx, done_rx }),
+            handle: Arc::new(Handle { addr, running }),
         }
     }
 
@@ -182,39 +183,8 @@ impl Upstream {
 
     /// Closes the listener and every live connection; the port then refuses connections.
     pub async fn stop(&self) {
-        self.handle.stop_tx.send_replace(true);
-        let mut done = self.handle.done_rx.clone();
-        let _ = done.wait_for(|d| *d).await;
+        self.handle.running.stop().await;
     }
-}
-
-async fn wait_stop(rx: &mut watch::Receiver<bool>) {
-    // Returns once `true` is sent or the sender (the last Upstream clone) is gone.
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    mut stop_rx: watch::Receiver<bool>,
-    done_tx: watch::Sender<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = wait_stop(&mut stop_rx) => break,
-            res = listener.accept() => match res {
-                Ok((tcp, peer)) => {
-                    conns.spawn(serve_conn(tcp, peer, state.clone(), stop_rx.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    conns.shutdown().await;
-    let _ = done_tx.send(true);
 }
 
 async fn serve_conn(tcp: TcpStream, peer: SocketAddr, state: Arc<State>, stop_rx: watch::Receiver<bool>) {
