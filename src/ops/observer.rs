@@ -16,7 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::audit::{AuditLog, AuditRecord};
 use super::metrics::RequestMetrics;
-use crate::authn::{Authenticated, AuthnFailure, CredentialKind, bearer, websocket};
+use crate::authn::{Authenticated, AuthnFailure, CredentialKind, UserInfo, bearer, websocket};
 use crate::authz::Verdict;
 use crate::proxy::forward::UpstreamFailure;
 use crate::proxy::pipeline::Connection;
@@ -46,14 +46,15 @@ pub struct Record {
     started: Option<Instant>,
     time: Option<SystemTime>,
     peer: Option<SocketAddr>,
-    method: String,
-    target: String,
+    method: http::Method,
+    /// The request target as received (a cheap, shared copy of hyper's bytes).
+    target: http::Uri,
     cert_sha256: Option<String>,
     token_hmac: Option<String>,
     credential: Option<CredentialKind>,
     presented: &'static str,
-    user: Option<String>,
-    groups: Vec<String>,
+    /// Shared with the authenticator: no per-request copy of names and groups.
+    user: Option<Arc<UserInfo>>,
     verb: Option<&'static str>,
     tried: &'static [&'static str],
     allowed_by: Option<&'static str>,
@@ -83,8 +84,7 @@ impl Record {
         match result {
             Ok(a) => {
                 self.credential = Some(a.credential);
-                self.user = Some(a.user.name.clone());
-                self.groups = a.user.groups.clone();
+                self.user = Some(a.user.clone());
             }
             Err(failure) => {
                 self.decision = Some("unauthenticated");
@@ -158,10 +158,8 @@ impl Observer {
         record.started = Some(Instant::now());
         record.time = Some(SystemTime::now());
         record.peer = Some(conn.peer);
-        record.method = method.as_str().to_owned();
-        record.target = uri
-            .path_and_query()
-            .map_or_else(|| uri.to_string(), |p| p.as_str().to_owned());
+        record.method = method.clone();
+        record.target = uri.clone();
         record.presented = presented;
         record.stream = uri.query().is_some_and(is_stream_query);
         if self.audit.is_some() {
@@ -227,6 +225,11 @@ impl Observer {
     fn audit(&self, r: &Record, stage: &'static str, status: u16, upstream_status: Option<u16>, bytes: u64) {
         let Some(log) = &self.audit else { return };
         let time = r.time.unwrap_or_else(SystemTime::now);
+        // Only with an audit log is the target turned into text.
+        let target = r
+            .target
+            .path_and_query()
+            .map_or_else(|| r.target.to_string(), |p| p.as_str().to_owned());
         let record = AuditRecord {
             time: time::OffsetDateTime::from(time)
                 .format(&time::format_description::well_known::Rfc3339)
@@ -236,13 +239,13 @@ impl Observer {
             credential: r.credential.map_or(r.presented, CredentialKind::as_str),
             cert_sha256: r.cert_sha256.as_deref(),
             token_hmac: r.token_hmac.as_deref(),
-            user: r.user.as_deref(),
-            groups: &r.groups,
-            method: &r.method,
+            user: r.user.as_deref().map(|u| u.name.as_str()),
+            groups: r.user.as_deref().map_or(&[], |u| u.groups.as_slice()),
+            method: r.method.as_str(),
             verb: r.verb,
             subresources: r.tried,
             allowed_by: r.allowed_by,
-            path: &r.target,
+            path: &target,
             decision: r.decision.unwrap_or("rejected"),
             reason: r.reason.as_deref(),
             status,

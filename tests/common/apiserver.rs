@@ -26,7 +26,7 @@
 //! up to 15 retries, honouring `Retry-After`) unless `Config::default_retry` is false, so one
 //! `create` through a default client can be several calls here.
 
-use super::serving::{Running, wait_stop};
+use super::serving::{Restartable, Running, wait_stop};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -293,12 +293,6 @@ struct Inner {
     max_in_flight: AtomicUsize,
 }
 
-/// Held only by `ApiServer` handles: dropping the last one drops `stop_tx`, which stops serving.
-struct Control {
-    addr: SocketAddr,
-    run: tokio::sync::Mutex<Option<Running>>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -308,7 +302,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct ApiServer {
     inner: Arc<Inner>,
-    control: Arc<Control>,
+    /// Held only by `ApiServer` handles: dropping the last one stops serving.
+    control: Arc<Restartable>,
     ca: Ca,
     client_ca: Ca,
     gateway_cert: Arc<Leaf>,
@@ -316,7 +311,7 @@ pub struct ApiServer {
 
 impl fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.control.addr).finish()
+        f.debug_struct("ApiServer").field("addr", &self.control.addr()).finish()
     }
 }
 
@@ -370,10 +365,7 @@ impl ApiServer {
         let running = spawn_server(listener, inner.clone());
         ApiServer {
             inner,
-            control: Arc::new(Control {
-                addr,
-                run: tokio::sync::Mutex::new(Some(running)),
-            }),
+            control: Arc::new(Restartable::new(addr, running)),
             ca,
             client_ca,
             gateway_cert: Arc::new(gateway_cert),
@@ -381,12 +373,12 @@ impl ApiServer {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.control.addr
+        self.control.addr()
     }
 
     /// "https://127.0.0.1:PORT"
     pub fn url(&self) -> String {
-        format!("https://{}", self.control.addr)
+        format!("https://{}", self.control.addr())
     }
 
     /// The CA that signed the serving certificate, as PEM.
@@ -420,11 +412,11 @@ impl ApiServer {
     /// in `apiserver-<port>-token-<n>.kubeconfig` unless the token is [`GATEWAY_TOKEN`].
     pub fn write_kubeconfig_with_token(&self, dir: &Path, token: &str) -> PathBuf {
         let name = if token == GATEWAY_TOKEN {
-            format!("apiserver-{}.kubeconfig", self.control.addr.port())
+            format!("apiserver-{}.kubeconfig", self.control.addr().port())
         } else {
             format!(
                 "apiserver-{}-token-{}.kubeconfig",
-                self.control.addr.port(),
+                self.control.addr().port(),
                 next_file_id()
             )
         };
@@ -442,7 +434,7 @@ impl ApiServer {
             b64.encode(&self.gateway_cert.cert_pem),
             b64.encode(&self.gateway_cert.key_pem)
         );
-        let name = format!("apiserver-{}-cert.kubeconfig", self.control.addr.port());
+        let name = format!("apiserver-{}-cert.kubeconfig", self.control.addr().port());
         self.write_kubeconfig_file(&dir.join(name), &user)
     }
 
@@ -600,31 +592,15 @@ impl ApiServer {
     /// Closes the listener and every live connection (hanging requests included); connections
     /// are refused afterwards. Tokens, rules, behaviours, scripts and records are kept.
     pub async fn stop(&self) {
-        let mut run = self.control.run.lock().await;
-        if let Some(r) = run.take() {
-            r.stop().await;
-        }
+        self.control.stop().await;
     }
 
     /// Listens again on the same port (stopping first if running), keeping all state.
     pub async fn restart(&self) {
-        let mut run = self.control.run.lock().await;
-        if let Some(r) = run.take() {
-            r.stop().await;
-        }
-        // The port was ours a moment ago; retry briefly in case the kernel still holds it.
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(self.control.addr).await {
-                Ok(l) => break l,
-                Err(_) if tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("rebind API server stand-in on {}: {e}", self.control.addr),
-            }
-        };
-        *run = Some(spawn_server(listener, self.inner.clone()));
+        let inner = self.inner.clone();
+        self.control
+            .restart(move |listener| spawn_server(listener, inner))
+            .await;
     }
 
     // ---- observation ----

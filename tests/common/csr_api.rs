@@ -31,7 +31,7 @@
 //! `limit`/`continue` paging, no authorization (the identity may do everything), a list ignores
 //! `resourceVersion`, and the history is never compacted unless [`CsrApi::compact`] says so.
 
-use super::serving::{Running, wait_stop};
+use super::serving::{Restartable, Running, wait_stop};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt;
@@ -1039,17 +1039,12 @@ fn record_of(entry: &CsrEntry) -> CsrRecord {
 // ---------------------------------------------------------------------------------------
 // The handle
 
-/// Held only by `CsrApi` handles: dropping the last one drops `stop_tx`, which stops serving.
-struct Control {
-    addr: SocketAddr,
-    run: tokio::sync::Mutex<Option<Running>>,
-}
-
 /// The stand-in. Clones share it; it serves until `stop()` or until every clone is dropped.
 #[derive(Clone)]
 pub struct CsrApi {
     inner: Arc<Inner>,
-    control: Arc<Control>,
+    /// Held only by `CsrApi` handles: dropping the last one stops serving.
+    control: Arc<Restartable>,
     ca: Ca,
     signer: Arc<SignerCa>,
 }
@@ -1057,7 +1052,7 @@ pub struct CsrApi {
 impl fmt::Debug for CsrApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CsrApi")
-            .field("addr", &self.control.addr)
+            .field("addr", &self.control.addr())
             .field("identity", &self.inner.identity)
             .finish()
     }
@@ -1107,22 +1102,19 @@ impl CsrApi {
         let running = spawn_server(listener, inner.clone());
         CsrApi {
             inner,
-            control: Arc::new(Control {
-                addr,
-                run: tokio::sync::Mutex::new(Some(running)),
-            }),
+            control: Arc::new(Restartable::new(addr, running)),
             ca,
             signer,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.control.addr
+        self.control.addr()
     }
 
     /// "https://127.0.0.1:PORT"
     pub fn url(&self) -> String {
-        format!("https://{}", self.control.addr)
+        format!("https://{}", self.control.addr())
     }
 
     /// The CA of the serving certificate, as PEM.
@@ -1148,9 +1140,9 @@ impl CsrApi {
     /// Same with another token (anything else gets 401), in `csr-api-<port>-token-<n>.kubeconfig`.
     pub fn write_kubeconfig_with_token(&self, dir: &Path, token: &str) -> PathBuf {
         let name = if token == GATEWAY_TOKEN {
-            format!("csr-api-{}.kubeconfig", self.control.addr.port())
+            format!("csr-api-{}.kubeconfig", self.control.addr().port())
         } else {
-            format!("csr-api-{}-token-{}.kubeconfig", self.control.addr.port(), next_id())
+            format!("csr-api-{}-token-{}.kubeconfig", self.control.addr().port(), next_id())
         };
         let path = dir.join(name);
         let text = format!(
@@ -1330,30 +1322,15 @@ impl CsrApi {
     /// Closes the listener and every live connection (watches included); connections are
     /// refused afterwards. All state and records are kept.
     pub async fn stop(&self) {
-        let mut run = self.control.run.lock().await;
-        if let Some(r) = run.take() {
-            r.stop().await;
-        }
+        self.control.stop().await;
     }
 
     /// Listens again on the same port (stopping first if running), keeping all state.
     pub async fn restart(&self) {
-        let mut run = self.control.run.lock().await;
-        if let Some(r) = run.take() {
-            r.stop().await;
-        }
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(self.control.addr).await {
-                Ok(l) => break l,
-                Err(_) if tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("rebind CSR API stand-in on {}: {e}", self.control.addr),
-            }
-        };
-        *run = Some(spawn_server(listener, self.inner.clone()));
+        let inner = self.inner.clone();
+        self.control
+            .restart(move |listener| spawn_server(listener, inner))
+            .await;
     }
 
     // ---- observation ----

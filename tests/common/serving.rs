@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -70,4 +71,51 @@ async fn accept_loop<F, Fut>(
     // connection (watch streams, hanging answers).
     conns.shutdown().await;
     let _ = done_tx.send(true);
+}
+
+/// A server that can be stopped and started again on the same port, keeping its state.
+pub struct Restartable {
+    addr: SocketAddr,
+    run: tokio::sync::Mutex<Option<Running>>,
+}
+
+impl Restartable {
+    pub fn new(addr: SocketAddr, running: Running) -> Restartable {
+        Restartable {
+            addr,
+            run: tokio::sync::Mutex::new(Some(running)),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes the listener and every live connection; connections are refused afterwards.
+    pub async fn stop(&self) {
+        if let Some(r) = self.run.lock().await.take() {
+            r.stop().await;
+        }
+    }
+
+    /// Listens again on the same port (stopping first if running) and serves with `spawn`.
+    pub async fn restart(&self, spawn: impl FnOnce(TcpListener) -> Running) {
+        let mut run = self.run.lock().await;
+        if let Some(r) = run.take() {
+            r.stop().await;
+        }
+        // The port was ours a moment ago; retry briefly in case the kernel still holds it.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebind stand-in on {}: {e}", self.addr),
+            }
+        };
+        *run = Some(spawn(listener));
+    }
 }
