@@ -96,7 +96,7 @@ fn non_resource_url_rules_never_match_resource_requests() {
 #[test]
 fn users_groups_and_service_accounts() {
     let subjects = "{kind: Group, name: ops}, {kind: ServiceAccount, name: mon, namespace: obs}, \
-                        {kind: ServiceAccount, name: orphan}, {kind: User, name: \"*\"}";
+                        {kind: User, name: \"*\"}";
     let p = load(&crb("kubelet", "system:kubelet-api-admin", subjects));
     assert!(can(&p, "carol", &["dev", "ops"], "get", "proxy"));
     assert!(
@@ -106,19 +106,6 @@ fn users_groups_and_service_accounts() {
     assert!(can(&p, "system:serviceaccount:obs:mon", &[], "get", "stats"));
     assert!(!can(&p, "system:serviceaccount:obs:monx", &[], "get", "stats"));
     assert!(!can(&p, "system:serviceaccount:ob:mon", &[], "get", "stats"));
-    // Without a namespace, a ClusterRoleBinding's ServiceAccount subject matches nobody.
-    for user in [
-        "system:serviceaccount::orphan",
-        "system:serviceaccount:default:orphan",
-        "orphan",
-    ] {
-        assert!(!can(&p, user, &[], "get", "stats"), "{user}");
-    }
-    assert!(
-        p.warnings()
-            .iter()
-            .any(|w| w.contains("orphan has no namespace and never matches"))
-    );
     // `*` is a literal name in appliesToUser, not a wildcard.
     assert!(!can(&p, "bob", &[], "get", "proxy") && can(&p, "*", &[], "get", "proxy"));
 }
@@ -439,4 +426,107 @@ fn earliest_loaded_binding_wins_and_owned_grants_agree() {
 fn policy_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<RbacPolicy>();
+}
+
+/// kube-apiserver's `ValidatePolicyRule` dropped the "resource names cannot apply to multiple
+/// resources" rule: a rule naming several subresources of one node must load and grant.
+#[test]
+fn resource_names_with_several_resources_load_as_the_api_server_accepts_them() {
+    let p =
+        bound("{apiGroups: [\"\"], resources: [nodes/stats, nodes/metrics], resourceNames: [node-1], verbs: [get]}");
+    assert!(can(&p, "alice", &[], "get", "stats") && can(&p, "alice", &[], "get", "metrics"));
+    let other = p.authorize("alice", &[], "get", "", "nodes", "stats", "node-b");
+    assert!(other.is_none(), "the names still restrict");
+}
+
+/// Each rule ported from pkg/apis/rbac/validation/validation.go, with upstream's message, and
+/// the v1 defaulting (omitted apiGroups) that makes the rest load.
+#[test]
+fn validation_follows_upstream_rule_by_rule() {
+    let refused = [
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\nrules: [{apiGroups: [\"\"], resources: [nodes]}]",
+            "ClusterRole \"r\": rules[0].verbs: Required value: verbs must contain at least one value",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\nrules: [{resources: [nodes], verbs: [get]}]",
+            "ClusterRole \"r\": rules[0].apiGroups: Required value: resource rules must supply at least one api group",
+        ),
+        (
+            "kind: Role\nmetadata: {name: r}\nrules: [{nonResourceURLs: [/x], verbs: [get]}]",
+            "Role \"r\": rules[0].nonResourceURLs: Invalid value: []string{\"/x\"}: namespaced rules cannot apply to non-resource URLs",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\nrules: [{nonResourceURLs: [/x], resources: [nodes], verbs: [get]}]",
+            "ClusterRole \"r\": rules[0].nonResourceURLs: Invalid value: []string{\"/x\"}: rules cannot apply to both regular resources and non-resource URLs",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\naggregationRule: {clusterRoleSelectors: []}",
+            "ClusterRole \"r\": aggregationRule.clusterRoleSelectors: Required value: at least one clusterRoleSelector required if aggregationRule is non-nil",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\naggregationRule: {clusterRoleSelectors: [{matchExpressions: [{key: a, operator: In}]}]}",
+            "ClusterRole \"r\": aggregationRule.clusterRoleSelectors[0].matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\naggregationRule: {clusterRoleSelectors: [{matchExpressions: [{key: a, operator: Exists, values: [x]}]}]}",
+            "ClusterRole \"r\": aggregationRule.clusterRoleSelectors[0].matchExpressions[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: r}\naggregationRule: {clusterRoleSelectors: [{matchExpressions: [{key: a, operator: Has}]}]}",
+            "ClusterRole \"r\": aggregationRule.clusterRoleSelectors[0].matchExpressions[0].operator: Invalid value: \"Has\": not a valid selector operator",
+        ),
+        (
+            "kind: ClusterRole\nmetadata: {name: a/b}\n",
+            "ClusterRole \"a/b\": metadata.name: Invalid value: \"a/b\": may not contain '/'",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: Role, name: r}\n",
+            "ClusterRoleBinding \"b\": roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\"",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {apiGroup: rbac, kind: ClusterRole, name: r}\n",
+            "ClusterRoleBinding \"b\": roleRef.apiGroup: Unsupported value: \"rbac\": supported values: \"rbac.authorization.k8s.io\"",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: ClusterRole, name: \"..\"}\n",
+            "ClusterRoleBinding \"b\": roleRef.name: Invalid value: \"..\": may not be '..'",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: ClusterRole, name: r}\nsubjects: [{kind: ServiceAccount, name: orphan}]",
+            "ClusterRoleBinding \"b\": subjects[0].namespace: Required value",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: ClusterRole, name: r}\nsubjects: [{kind: ServiceAccount, apiGroup: rbac.authorization.k8s.io, name: s, namespace: n}]",
+            "ClusterRoleBinding \"b\": subjects[0].apiGroup: Unsupported value: \"rbac.authorization.k8s.io\": supported values: \"\"",
+        ),
+        (
+            "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: ClusterRole, name: r}\nsubjects: [{kind: User, apiGroup: \"\", name: u}, {kind: Group, apiGroup: x, name: g}]",
+            "ClusterRoleBinding \"b\": subjects[1].apiGroup: Unsupported value: \"x\": supported values: \"rbac.authorization.k8s.io\"",
+        ),
+        (
+            "kind: RoleBinding\nmetadata: {name: b}\nroleRef: {kind: Role, name: r}\nsubjects: [{kind: user, name: a}]",
+            "RoleBinding \"b\": subjects[0].kind: Unsupported value: \"user\": supported values: \"ServiceAccount\", \"User\", \"Group\"",
+        ),
+    ];
+    for (yaml, want) in refused {
+        match try_load(yaml) {
+            Err(RbacError::Invalid { message, .. }) => assert_eq!(message, want, "{yaml}"),
+            other => panic!(
+                "{yaml}: expected a validation error, got {:?}",
+                other.map(|_| "a policy")
+            ),
+        }
+    }
+    // What upstream accepts (omitted apiGroups are defaulted; a RoleBinding's service account
+    // takes the binding's namespace; an aggregated role may select with every operator).
+    let accepted = [
+        "kind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: ClusterRole, name: r}\nsubjects: [{kind: User, name: u}, {kind: Group, name: g}, {kind: ServiceAccount, name: s, namespace: n}]",
+        "kind: RoleBinding\nmetadata: {name: b, namespace: n}\nroleRef: {kind: Role, name: r}\nsubjects: [{kind: ServiceAccount, name: s}]",
+        "kind: ClusterRole\nmetadata: {name: r}\naggregationRule: {clusterRoleSelectors: [{matchExpressions: [{key: a, operator: NotIn, values: [x]}, {key: b, operator: DoesNotExist}]}]}",
+        "kind: ClusterRole\nmetadata: {name: r}\nrules: [{nonResourceURLs: [/healthz], verbs: [get]}]",
+    ];
+    for yaml in accepted {
+        assert!(try_load(yaml).is_ok(), "{yaml}");
+    }
 }
