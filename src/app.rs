@@ -51,6 +51,8 @@ pub enum StartError {
     ApiClient(#[from] ClientError),
     #[error(transparent)]
     Audit(#[from] crate::ops::audit::AuditError),
+    #[error(transparent)]
+    Random(#[from] crate::authn::secret::RandomError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -61,7 +63,7 @@ pub enum StartError {
 impl StartError {
     /// Problems with what the configuration asks for (exit 2), as opposed to run-time failures.
     pub fn is_configuration(&self) -> bool {
-        !matches!(self, StartError::Bind { .. })
+        !matches!(self, StartError::Bind { .. } | StartError::Random(_))
     }
 }
 
@@ -160,73 +162,133 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
     build_with(config, BuildOptions::default()).await
 }
 
-pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built, StartError> {
-    check_supported(config)?;
-    crate::tls::install_default_provider();
-    let mut warnings = Vec::new();
+/// What `check-config` verifies: everything `serve` reads, loaded and checked as `serve` loads
+/// it, short of writing files, binding ports or contacting the API server. Returns the
+/// warnings `serve` would log.
+pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
+    let inputs = Inputs::read(config, &BuildOptions::default()).await?;
+    Ok(inputs.warnings)
+}
 
-    let bootstrap_template = (!config.node_addresses.is_empty())
-        .then(|| Template::from_configured(&config.node_name, &config.node_addresses));
-    let (key, bootstrapped) = match &config.serving_cert {
-        CertSource::Files { cert, key } => (Some(certs::load_pair(cert, key)?), None),
-        CertSource::SelfSigned => {
-            let subject = self_signed_subject(config);
-            let (cert, key, generated) = self_signed::ensure(&config.cert_dir, &subject)?;
-            if generated {
-                tracing::info!(cert = %cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
+/// Every file and setting the configuration names, read and checked, with nothing written yet:
+/// a start that fails here leaves no trace on disk.
+struct Inputs {
+    serving: ServingInput,
+    client_ca: Option<ClientCa>,
+    token_file: Option<TokenFile>,
+    api: Option<Arc<ApiServer>>,
+    /// RBAC policy files, for `authorization.mode: RBAC`.
+    rbac: Option<RbacPolicy>,
+    warnings: Vec<String>,
+}
+
+/// The serving certificate as found at start.
+enum ServingInput {
+    Files(Arc<rustls::sign::CertifiedKey>),
+    /// Generated (or reused) in `certDir`: the one step that writes.
+    SelfSigned,
+    /// The stored bootstrapped certificate, or else the configured files, or nothing yet.
+    Bootstrap {
+        current: Option<Current>,
+        key: Option<Arc<rustls::sign::CertifiedKey>>,
+    },
+}
+
+impl Inputs {
+    async fn read(config: &Config, options: &BuildOptions) -> Result<Inputs, StartError> {
+        check_supported(config)?;
+        crate::tls::install_default_provider();
+        let mut warnings = Vec::new();
+        let serving = match &config.serving_cert {
+            CertSource::Files { cert, key } => ServingInput::Files(certs::load_pair(cert, key)?),
+            CertSource::SelfSigned => ServingInput::SelfSigned,
+            // The kubelet store's order: the stored current certificate, then the configured files.
+            CertSource::Bootstrap { fallback } => {
+                let current = bootstrap::load_current(&config.cert_dir, bootstrap_template(config).as_ref());
+                let key = match (&current, fallback) {
+                    (Some(c), _) => Some(c.key.clone()),
+                    (None, Some((cert, key))) => Some(certs::load_pair(cert, key)?),
+                    (None, None) => None,
+                };
+                ServingInput::Bootstrap { current, key }
             }
-            (Some(certs::load_pair(&cert, &key)?), None)
+        };
+        let client_ca = config
+            .authentication
+            .client_ca_file
+            .as_deref()
+            .map(ClientCa::load)
+            .transpose()?;
+        let token_file = config
+            .authentication
+            .token_file
+            .as_deref()
+            .map(TokenFile::load)
+            .transpose()?;
+        if let Some(f) = &token_file {
+            warnings.extend(f.warnings.iter().cloned());
         }
-        // The kubelet store's order: the stored current certificate, then the configured files.
-        CertSource::Bootstrap { fallback } => {
-            let current = bootstrap::load_current(&config.cert_dir, bootstrap_template.as_ref());
-            let key = match (&current, fallback) {
-                (Some(c), _) => Some(c.key.clone()),
-                (None, Some((cert, key))) => Some(certs::load_pair(cert, key)?),
-                (None, None) => None,
-            };
-            (key, Some(current))
+        let rbac = match config.authorization.mode {
+            AuthorizationMode::Rbac => {
+                let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
+                warnings.extend(policy.warnings().iter().cloned());
+                Some(policy)
+            }
+            _ => None,
+        };
+        if let Some(sink) = &config.audit {
+            Output::check(sink)?;
         }
-    };
-    let serving = Arc::new(ServingCert::new(key));
-
-    let client_ca = config
-        .authentication
-        .client_ca_file
-        .as_deref()
-        .map(ClientCa::load)
-        .transpose()?
-        .map(|ca| Arc::new(ArcSwap::from_pointee(ca)));
-    let token_file = config
-        .authentication
-        .token_file
-        .as_deref()
-        .map(TokenFile::load)
-        .transpose()?;
-    if let Some(f) = &token_file {
-        warnings.extend(f.warnings.iter().cloned());
+        let api = api_client(config, options).await?;
+        // The read-only upstream's URL is checked here too; the client itself is built later.
+        Upstream::new(
+            &config.upstream.read_only,
+            config.upstream.connect_timeout,
+            config.upstream.response_header_timeout,
+        )?;
+        warnings.extend(posture_warnings(config));
+        Ok(Inputs {
+            serving,
+            client_ca,
+            token_file,
+            api,
+            rbac,
+            warnings,
+        })
     }
+}
+
+/// The API server client, when a webhook or the CSR flow needs one. Building it reads the
+/// kubeconfig and its files; nothing is sent until a request needs it.
+async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiServer>>, StartError> {
+    let needs_api = config.authentication.webhook.enabled
+        || config.authorization.mode == AuthorizationMode::Webhook
+        || matches!(config.serving_cert, CertSource::Bootstrap { .. });
+    if !needs_api {
+        return Ok(None);
+    }
+    let policy = CallPolicy {
+        deadline: config.api_server.request_timeout,
+        max_in_flight: config.api_server.max_in_flight,
+        backoff: options.backoff,
+    };
+    Ok(Some(Arc::new(
+        ApiServer::connect(config.kubeconfig.as_deref(), policy).await?,
+    )))
+}
+
+/// Settings an operator should hear about at start, one line each.
+fn posture_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
     if config.authentication.anonymous {
         warnings
             .push("anonymous access is enabled: requests without credentials are reviewed as system:anonymous".into());
     }
-
-    let needs_api = config.authentication.webhook.enabled
-        || config.authorization.mode == AuthorizationMode::Webhook
-        || bootstrapped.is_some();
-    let api = match needs_api {
-        true => {
-            let policy = CallPolicy {
-                deadline: config.api_server.request_timeout,
-                max_in_flight: config.api_server.max_in_flight,
-                backoff: options.backoff,
-            };
-            Some(Arc::new(
-                ApiServer::connect(config.kubeconfig.as_deref(), policy).await?,
-            ))
-        }
-        false => None,
-    };
+    if config.authorization.mode == AuthorizationMode::AlwaysAllow {
+        warnings.push(
+            "authorization.mode is AlwaysAllow: every authenticated request is allowed (development only)".into(),
+        );
+    }
     for (field, dir) in [
         ("logs.nodeLogDir", &config.logs.node_log_dir),
         ("logs.podLogDir", &config.logs.pod_log_dir),
@@ -244,26 +306,71 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
             "apiServer.staleIfError is {stale:?}: expired identities and decisions stand in while the API server is unreachable"
         ));
     }
-    let token_reviewer = match (&api, config.authentication.webhook.enabled) {
+    warnings
+}
+
+fn bootstrap_template(config: &Config) -> Option<Template> {
+    (!config.node_addresses.is_empty()).then(|| Template::from_configured(&config.node_name, &config.node_addresses))
+}
+
+/// The serving certificate's first key: the files', the stored bootstrapped one, or a
+/// self-signed pair generated (or reused) in `certDir`.
+fn serving_certificate(
+    config: &Config,
+    input: ServingInput,
+) -> Result<(Arc<ServingCert>, Option<Option<Current>>), StartError> {
+    let (key, bootstrapped) = match input {
+        ServingInput::Files(key) => (Some(key), None),
+        ServingInput::SelfSigned => {
+            let subject = self_signed_subject(config);
+            let (cert, key, generated) = self_signed::ensure(&config.cert_dir, &subject)?;
+            if generated {
+                tracing::info!(cert = %cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
+            }
+            (Some(certs::load_pair(&cert, &key)?), None)
+        }
+        ServingInput::Bootstrap { current, key } => (key, Some(current)),
+    };
+    Ok((Arc::new(ServingCert::new(key)), bootstrapped))
+}
+
+/// The authentication chain: client CA, token file, TokenReview webhook, anonymous.
+fn authenticator(
+    config: &Config,
+    client_ca: Option<Arc<ArcSwap<ClientCa>>>,
+    token_file: Option<TokenFile>,
+    api: Option<&Arc<ApiServer>>,
+    options: &BuildOptions,
+) -> Result<Authenticator, StartError> {
+    let token_reviewer = match (api, config.authentication.webhook.enabled) {
         (Some(api), true) => Some(TokenReviewer::new(
             api.clone(),
             config.authentication.webhook.cache_ttl,
             config.authentication.webhook.audiences.clone(),
-            stale,
+            config.api_server.stale_if_error,
             options.clock.clone(),
-        )),
+        )?),
         _ => None,
     };
+    Ok(Authenticator::new(
+        client_ca,
+        token_file,
+        token_reviewer,
+        config.authentication.anonymous,
+    ))
+}
 
-    let authorizer = match config.authorization.mode {
-        AuthorizationMode::AlwaysAllow => {
-            warnings.push(
-                "authorization.mode is AlwaysAllow: every authenticated request is allowed (development only)".into(),
-            );
-            AnyAuthorizer::AlwaysAllow(AlwaysAllow)
-        }
+/// The configured authorizer. `rbac` is the policy [`Inputs::read`] loaded for RBAC mode.
+pub fn authorizer(
+    config: &Config,
+    rbac: Option<RbacPolicy>,
+    api: Option<&Arc<ApiServer>>,
+    clock: &Clock,
+) -> Result<AnyAuthorizer, StartError> {
+    Ok(match config.authorization.mode {
+        AuthorizationMode::AlwaysAllow => AnyAuthorizer::AlwaysAllow(AlwaysAllow),
         AuthorizationMode::Webhook => {
-            let api = api.clone().ok_or(StartError::Unsupported {
+            let api = api.cloned().ok_or(StartError::Unsupported {
                 field: "authorization.mode",
                 message: "Webhook needs an API server client",
             })?;
@@ -271,16 +378,39 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
                 api,
                 config.authorization.cache_authorized_ttl,
                 config.authorization.cache_unauthorized_ttl,
-                stale,
-                options.clock.clone(),
+                config.api_server.stale_if_error,
+                clock.clone(),
             ))
         }
         AuthorizationMode::Rbac => {
-            let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
-            warnings.extend(policy.warnings().iter().cloned());
+            let policy = match rbac {
+                Some(p) => p,
+                None => RbacPolicy::load(&config.authorization.rbac_policy_files)?,
+            };
             AnyAuthorizer::Rbac(RbacAuthorizer { policy })
         }
+    })
+}
+
+pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built, StartError> {
+    // Read and check everything first; only then write (the self-signed pair, the audit file).
+    let inputs = Inputs::read(config, &options).await?;
+    let api = inputs.api;
+    let (serving, bootstrapped) = serving_certificate(config, inputs.serving)?;
+    let (audit, audit_writer) = match &config.audit {
+        Some(sink) => {
+            let (log, writer) = AuditLog::new(Output::open(sink)?);
+            (
+                Some(log),
+                Some(Box::pin(writer) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
+            )
+        }
+        None => (None, None),
     };
+
+    let client_ca = inputs.client_ca.map(|ca| Arc::new(ArcSwap::from_pointee(ca)));
+    let authenticator = authenticator(config, client_ca.clone(), inputs.token_file, api.as_ref(), &options)?;
+    let authorizer = authorizer(config, inputs.rbac, api.as_ref(), &options.clock)?;
 
     let rebuild: RebuildTls = {
         let (serving, min_version, suites) = (
@@ -308,21 +438,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         interval: options.reload_interval,
         stats: reload_stats.clone(),
     });
-    let (audit, audit_writer) = match &config.audit {
-        Some(sink) => {
-            let (log, writer) = AuditLog::new(Output::open(sink)?);
-            (
-                Some(log),
-                Some(Box::pin(writer) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
-            )
-        }
-        None => (None, None),
-    };
     let gateway = Gateway {
         node_name: config.node_name.clone(),
-        authenticator: Authenticator::new(client_ca, token_file, token_reviewer, config.authentication.anonymous),
+        authenticator,
         authorizer,
-        upstream: Upstream::with_timeouts(
+        upstream: Upstream::new(
             &config.upstream.read_only,
             config.upstream.connect_timeout,
             config.upstream.response_header_timeout,
@@ -331,7 +451,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         fine_grained_authz: config.fine_grained_authz,
         exec_requires_create: config.authorization.exec_requires_create,
         stats: Default::default(),
-        observer: Arc::new(Observer::new(audit)),
+        observer: Arc::new(Observer::new(audit)?),
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
@@ -339,7 +459,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
                 api: api.clone(),
                 node_name: config.node_name.clone(),
                 cert_dir: config.cert_dir.clone(),
-                addresses: match bootstrap_template {
+                addresses: match bootstrap_template(config) {
                     Some(_) => Addresses::Configured(config.node_addresses.clone()),
                     None => Addresses::FromNode,
                 },
@@ -363,7 +483,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         reload_stats,
         reloader,
         bootstrap,
-        warnings,
+        warnings: inputs.warnings,
         api,
         api_in_request_path: config.authentication.webhook.enabled
             || config.authorization.mode == AuthorizationMode::Webhook,

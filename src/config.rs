@@ -31,6 +31,11 @@ const DEFAULT_READ_ONLY_UPSTREAM: &str = "http://127.0.0.1:10255";
 const DEFAULT_NODE_LOG_DIR: &str = "/var/log";
 const DEFAULT_POD_LOG_DIR: &str = "/var/log/pods";
 const DEFAULT_OPS_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10251);
+/// `upstream.connectTimeout`: connecting to a local port either works at once or not at all.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// `upstream.responseHeaderTimeout`: the wait for the upstream's response headers; the body
+/// then streams with no total limit.
+pub const DEFAULT_UPSTREAM_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shown instead of a file name when the text did not come from a file.
 const UNNAMED_SOURCE: &str = "<config>";
 
@@ -330,6 +335,55 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// A command-line flag's value is not acceptable (judged as the same value in the file).
+    #[error("{flag}: {field}: {message}")]
+    Flag {
+        flag: &'static str,
+        field: String,
+        message: String,
+    },
+}
+
+/// Values given on the command line (`serve` and `check-config` flags) in place of the file's.
+/// They are put into the file's fields before validation, so a bad flag is refused exactly as
+/// the same value in the file would be; the error names the flag. A relative `--cert-dir` is
+/// resolved against the working directory, as a flag's path is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub node_name: Option<String>,
+    pub address: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub cert_dir: Option<PathBuf>,
+    pub ops_address: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Writes the flags into the raw file and returns which field each one set.
+    fn apply(&self, raw: &mut RawConfig) -> Vec<(&'static str, &'static str)> {
+        let mut set = Vec::new();
+        if let Some(n) = &self.node_name {
+            raw.node_name = Some(n.clone());
+            set.push(("nodeName", "--node-name"));
+        }
+        if let Some(a) = self.address {
+            raw.address = Some(a.to_string());
+            set.push(("address", "--address"));
+        }
+        if let Some(p) = self.port {
+            raw.port = Some(i64::from(p));
+            set.push(("port", "--port"));
+        }
+        if let Some(d) = &self.cert_dir {
+            let d = std::path::absolute(d).unwrap_or_else(|_| d.clone());
+            raw.cert_dir = Some(d.display().to_string());
+            set.push(("certDir", "--cert-dir"));
+        }
+        if let Some(a) = self.ops_address {
+            raw.ops.get_or_insert_with(RawOps::default).address = Some(a.to_string());
+            set.push(("ops.address", "--ops-address"));
+        }
+        set
+    }
 }
 
 fn located(file: &str, line: Option<usize>, field: Option<&str>, message: &str) -> String {
@@ -347,7 +401,7 @@ impl ConfigError {
     /// The 1-based line of the offending field, when it appears in the file.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Flag { .. } => None,
             ConfigError::Parse { line, .. } | ConfigError::Invalid { line, .. } => *line,
         }
     }
@@ -357,7 +411,7 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. } => None,
             ConfigError::Parse { field, .. } => field.as_deref(),
-            ConfigError::Invalid { field, .. } => Some(field),
+            ConfigError::Invalid { field, .. } | ConfigError::Flag { field, .. } => Some(field),
         }
     }
 }
@@ -370,7 +424,16 @@ impl Config {
 
     /// As [`Config::from_yaml`], with `source_name` (usually the file name) in error messages.
     pub fn from_yaml_named(text: &str, base_dir: &Path, source_name: &str) -> Result<Config, ConfigError> {
-        let raw = schema::parse(text).map_err(|f| ConfigError::Parse {
+        Config::from_yaml_with(text, base_dir, source_name, &Overrides::default())
+    }
+
+    fn from_yaml_with(
+        text: &str,
+        base_dir: &Path,
+        source_name: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = schema::parse(text).map_err(|f| ConfigError::Parse {
             file: source_name.to_owned(),
             line: f.line,
             field: f.field,
@@ -379,10 +442,12 @@ impl Config {
         let base_dir = std::path::absolute(base_dir)
             .or_else(|_| std::env::current_dir())
             .unwrap_or_else(|_| base_dir.to_path_buf());
+        let flags = overrides.apply(&mut raw);
         let v = Validator {
             file: source_name,
             index: SourceIndex::build(text),
             base_dir,
+            flags,
         };
         v.config(raw)
     }
@@ -390,6 +455,11 @@ impl Config {
     /// Reads and validates the file at `path`; relative paths in it are resolved against its
     /// directory, as the kubelet does for its own config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &Overrides::default())
+    }
+
+    /// As [`Config::load`], with command-line values in place of the file's.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -397,7 +467,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(read_err)?;
         let absolute = std::path::absolute(path).map_err(read_err)?;
         let base_dir = absolute.parent().unwrap_or(Path::new("/"));
-        Config::from_yaml_named(&text, base_dir, &path.display().to_string())
+        Config::from_yaml_with(&text, base_dir, &path.display().to_string(), overrides)
     }
 
     /// The effective configuration in the file format: every field, defaults filled in, paths

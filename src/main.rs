@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kubelet_gate::app;
-use kubelet_gate::config::Config;
+use kubelet_gate::config::{Config, Overrides};
 use kubelet_gate::tools::{self, ToolError, diagnose, explain, policy_test};
 
 #[derive(Parser)]
@@ -156,24 +156,16 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The file with the flags in place of its values, validated as one.
     fn load(&self) -> Result<Config, String> {
-        let mut config = Config::load(&self.config).map_err(|e| e.to_string())?;
-        if let Some(n) = &self.node_name {
-            config.node_name = n.clone();
-        }
-        if let Some(a) = self.address {
-            config.listen.set_ip(a);
-        }
-        if let Some(p) = self.port {
-            config.listen.set_port(p);
-        }
-        if let Some(a) = self.ops_address {
-            config.ops_address = a;
-        }
-        if let Some(d) = &self.cert_dir {
-            config.cert_dir = d.clone();
-        }
-        Ok(config)
+        let overrides = Overrides {
+            node_name: self.node_name.clone(),
+            address: self.address,
+            port: self.port,
+            cert_dir: self.cert_dir.clone(),
+            ops_address: self.ops_address,
+        };
+        Config::load_with(&self.config, &overrides).map_err(|e| e.to_string())
     }
 }
 
@@ -295,13 +287,27 @@ async fn diagnose_command(args: DiagnoseArgs) -> Result<ExitCode, ToolError> {
     })
 }
 
+/// Loads and checks everything `serve` would (files read, nothing written, no port bound, no
+/// API server contacted), then prints the effective configuration.
 fn check_config(args: &ConfigArgs) -> ExitCode {
     let config = match args.load() {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
-    if let Err(e) = app::check_supported(&config) {
-        return config_error(&e.to_string());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubelet-gate: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(app::check(&config)) {
+        Ok(warnings) => warn_all(&warnings),
+        Err(e) if e.is_configuration() => return config_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("kubelet-gate: {e}");
+            return ExitCode::from(1);
+        }
     }
     print!("{}", config.to_yaml());
     ExitCode::SUCCESS
@@ -352,13 +358,37 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBELET_GATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org). A file or journald gets plain text.
+fn use_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
     }
 }

@@ -1,7 +1,10 @@
 //! The client certificate chain a TLS connection presented, with the verified identity
 //! remembered for the connection so that later requests on it skip chain verification.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -13,7 +16,9 @@ use super::x509::ClientCa;
 #[derive(Default)]
 pub struct PeerIdentity {
     chain: Vec<CertificateDer<'static>>,
-    verified: OnceLock<Verified>,
+    /// The last successful verification. A reloaded bundle or the chain's expiry makes it
+    /// stale; the next request verifies again and replaces it.
+    verified: ArcSwapOption<Verified>,
 }
 
 struct Verified {
@@ -28,7 +33,7 @@ impl PeerIdentity {
     pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
         PeerIdentity {
             chain,
-            verified: OnceLock::new(),
+            verified: ArcSwapOption::empty(),
         }
     }
 
@@ -36,28 +41,31 @@ impl PeerIdentity {
         &self.chain
     }
 
-    /// The identity the chain proves, verified on first use. Failures are not remembered, so a
-    /// not-yet-valid certificate starts working when its time comes, as on the kubelet.
-    pub fn authenticate(&self, ca: &ClientCa) -> Result<Option<Arc<UserInfo>>, String> {
+    /// The identity the chain proves, verified on first use and again whenever the remembered
+    /// verdict is stale (another bundle generation, or past the chain's earliest notAfter).
+    /// Failures are not remembered, so a not-yet-valid certificate starts working when its time
+    /// comes, as on the kubelet. `verifications` counts the chain verifications actually run.
+    pub fn authenticate(&self, ca: &ClientCa, verifications: &AtomicU64) -> Result<Option<Arc<UserInfo>>, String> {
         if self.chain.is_empty() {
             return Ok(None);
         }
         let now = UnixTime::now();
-        if let Some(v) = self.verified.get()
+        if let Some(v) = &*self.verified.load()
             && now.as_secs() < v.valid_until
             && v.ca_generation == ca.generation()
         {
             return Ok(v.user.clone());
         }
+        verifications.fetch_add(1, Ordering::Relaxed);
         let user = ca
             .authenticate(&self.chain, now)
             .map_err(|e| e.to_string())?
             .map(Arc::new);
-        let _ = self.verified.set(Verified {
+        self.verified.store(Some(Arc::new(Verified {
             user: user.clone(),
             ca_generation: ca.generation(),
             valid_until: earliest_not_after(&self.chain),
-        });
+        })));
         Ok(user)
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod bearer;
 pub mod connection;
+pub mod secret;
 pub mod token_file;
 pub mod token_review;
 pub mod user;
@@ -13,6 +14,7 @@ pub mod websocket;
 pub mod x509;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -88,6 +90,8 @@ pub struct Authenticator {
     client_ca: Option<Arc<ArcSwap<ClientCa>>>,
     tokens: Option<TokenAuthenticators>,
     anonymous: bool,
+    /// Client-certificate chains verified (not answered from a connection's remembered verdict).
+    chain_verifications: AtomicU64,
 }
 
 impl Authenticator {
@@ -105,16 +109,17 @@ impl Authenticator {
             client_ca,
             tokens,
             anonymous,
+            chain_verifications: AtomicU64::new(0),
         }
+    }
+
+    /// How many client-certificate chains were verified so far.
+    pub fn chain_verifications(&self) -> u64 {
+        self.chain_verifications.load(Ordering::Relaxed)
     }
 
     pub fn token_reviewer(&self) -> Option<&TokenReviewer> {
         self.tokens.as_ref().and_then(|t| t.webhook.as_ref())
-    }
-
-    /// The client CA bundle in force, swapped by the reloader when the file changes.
-    pub fn client_ca(&self) -> Option<&Arc<ArcSwap<ClientCa>>> {
-        self.client_ca.as_ref()
     }
 
     /// Authenticates a request. On success through a token, the credential is removed from
@@ -129,7 +134,7 @@ impl Authenticator {
         let mut errors: Vec<String> = Vec::new();
 
         if let Some(ca) = &self.client_ca {
-            match peer.authenticate(&ca.load()) {
+            match peer.authenticate(&ca.load(), &self.chain_verifications) {
                 Ok(Some(user)) => {
                     return Ok(Authenticated {
                         user,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_lc_rs::hmac;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 
+use super::secret::RandomError;
 use super::user::UserInfo;
 use crate::clock::Clock;
 use crate::k8s::{ApiServer, CallError};
@@ -34,17 +35,16 @@ impl TokenReviewer {
         audiences: Vec<String>,
         stale_if_error: Duration,
         clock: Clock,
-    ) -> Self {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
-            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &random_fallback()));
+    ) -> Result<Self, RandomError> {
+        let key = super::secret::hmac_key()?;
         let cache = ReviewCache::new(MAX_ENTRIES, ttl, stale_if_error, clock, "TokenReview result");
-        TokenReviewer {
+        Ok(TokenReviewer {
             api,
             cache,
             key,
             ttl,
             audiences,
-        }
+        })
     }
 
     pub fn stats(&self) -> &CacheStats {
@@ -123,16 +123,6 @@ fn interpret(answer: TokenReview, audiences: &[String]) -> Result<Option<Arc<Use
         extra: user.extra.unwrap_or_default().into_iter().collect(),
     };
     Ok(Some(Arc::new(info.with_authenticated_group())))
-}
-
-fn random_fallback() -> [u8; 32] {
-    let mut k = [0u8; 32];
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    k[..16].copy_from_slice(&nanos.to_le_bytes());
-    k
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ pub(super) struct Validator<'a> {
     pub(super) file: &'a str,
     pub(super) index: SourceIndex,
     pub(super) base_dir: PathBuf,
+    /// Fields whose value came from a flag, with the flag: an error about one names the flag.
+    pub(super) flags: Vec<(&'static str, &'static str)>,
 }
 
 impl Validator<'_> {
@@ -17,6 +19,13 @@ impl Validator<'_> {
 
     /// An error about `field`, placed on the line of `located` (e.g. one list element).
     fn error_at(&self, field: &str, located: &str, message: impl Into<String>) -> ConfigError {
+        if let Some(&(_, flag)) = self.flags.iter().find(|(f, _)| *f == field) {
+            return ConfigError::Flag {
+                flag,
+                field: field.to_owned(),
+                message: message.into(),
+            };
+        }
         ConfigError::Invalid {
             file: self.file.to_owned(),
             line: self.index.line_of(located).or_else(|| self.index.line_of(field)),
@@ -325,11 +334,15 @@ impl Validator<'_> {
     fn upstream(&self, raw: RawUpstream) -> Result<Upstream, ConfigError> {
         let read_only_text = non_empty(raw.read_only).unwrap_or_else(|| DEFAULT_READ_ONLY_UPSTREAM.to_owned());
         let read_only = upstream_url(&read_only_text, "http").map_err(|m| self.error("upstream.readOnly", m))?;
-        let connect_timeout = self.duration("upstream.connectTimeout", raw.connect_timeout, Duration::from_secs(1))?;
+        let connect_timeout = self.duration(
+            "upstream.connectTimeout",
+            raw.connect_timeout,
+            DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        )?;
         let response_header_timeout = self.duration(
             "upstream.responseHeaderTimeout",
             raw.response_header_timeout,
-            Duration::from_secs(30),
+            DEFAULT_UPSTREAM_RESPONSE_HEADER_TIMEOUT,
         )?;
         for (field, d) in [
             ("upstream.connectTimeout", connect_timeout),

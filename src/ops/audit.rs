@@ -75,6 +75,35 @@ impl Output {
     }
 }
 
+impl Output {
+    /// What [`Output::open`] would find, without creating or writing anything: an existing file
+    /// must open for appending, a new one needs its directory.
+    pub fn check(sink: &AuditSink) -> Result<(), AuditError> {
+        let AuditSink::File(path) = sink else {
+            return Ok(());
+        };
+        let error = |source| AuditError {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.exists() {
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop)
+                .map_err(error);
+        }
+        match path.parent().map(std::fs::metadata) {
+            Some(Ok(m)) if m.is_dir() => Ok(()),
+            Some(Err(e)) => Err(error(e)),
+            _ => Err(error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "its directory does not exist",
+            ))),
+        }
+    }
+}
+
 fn open_append(path: &Path) -> Result<std::fs::File, AuditError> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);

@@ -16,6 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::audit::{AuditLog, AuditRecord};
 use super::metrics::RequestMetrics;
+use crate::authn::secret::RandomError;
 use crate::authn::{Authenticated, AuthnFailure, CredentialKind, UserInfo, bearer, websocket};
 use crate::authz::Verdict;
 use crate::proxy::forward::UpstreamFailure;
@@ -29,12 +30,6 @@ pub struct Observer {
     /// Per-process key for the token hash in audit records: equal tokens match within one
     /// run, and no record can be turned back into a token.
     token_key: hmac::Key,
-}
-
-impl Default for Observer {
-    fn default() -> Self {
-        Observer::new(None)
-    }
 }
 
 /// What one request did so far. The pipeline fills it in phase by phase. Dropped unfinished
@@ -124,18 +119,12 @@ impl Record {
 }
 
 impl Observer {
-    pub fn new(audit: Option<AuditLog>) -> Self {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let token_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
-            // Never expected; the time-derived key still keeps tokens out of the log.
-            let seed = format!("{:?}{:?}", SystemTime::now(), std::thread::current().id());
-            hmac::Key::new(hmac::HMAC_SHA256, seed.as_bytes())
-        });
-        Observer {
+    pub fn new(audit: Option<AuditLog>) -> Result<Self, RandomError> {
+        Ok(Observer {
             metrics: RequestMetrics::default(),
             audit,
-            token_key,
-        }
+            token_key: crate::authn::secret::hmac_key()?,
+        })
     }
 
     /// Opens the record of a request as it arrives, before any phase.

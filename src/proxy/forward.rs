@@ -17,11 +17,6 @@ use hyper_util::rt::TokioExecutor;
 
 use super::respond::{self, Body};
 
-/// Connecting to a local port either works at once or not at all.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Time allowed for the upstream's response headers; the body then streams with no total limit.
-pub const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones proxies strip).
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -49,11 +44,9 @@ pub struct Upstream {
 pub struct UpstreamUrlError(String);
 
 impl Upstream {
-    pub fn new(url: &Uri) -> Result<Upstream, UpstreamUrlError> {
-        Self::with_timeouts(url, CONNECT_TIMEOUT, RESPONSE_HEADER_TIMEOUT)
-    }
-
-    pub fn with_timeouts(url: &Uri, connect: Duration, header_timeout: Duration) -> Result<Upstream, UpstreamUrlError> {
+    /// `connect` bounds the TCP connect; `header_timeout` the wait for the response headers,
+    /// after which the body streams with no total limit.
+    pub fn new(url: &Uri, connect: Duration, header_timeout: Duration) -> Result<Upstream, UpstreamUrlError> {
         let invalid = || UpstreamUrlError(url.to_string());
         if url.scheme() != Some(&Scheme::HTTP) {
             return Err(invalid());

@@ -40,21 +40,13 @@ pub struct Gateway {
     pub observer: Arc<Observer>,
 }
 
-/// Counters of what the pipeline did; the metrics endpoint and the tests read them.
+/// Counters of what the pipeline did; the tests read them.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Requests that reached authentication.
     pub authentications: AtomicU64,
     /// Authorizer calls, one per subresource reviewed.
     pub reviews: AtomicU64,
-    /// Requests forwarded to the upstream.
-    pub forwarded: AtomicU64,
-}
-
-impl Stats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
 }
 
 impl Gateway {
@@ -149,7 +141,6 @@ impl Gateway {
             Dispatch::Handle(Handler::ContainerLogs) => self.logs.container_logs(path, target.query()).await,
             Dispatch::Handle(Handler::ReadOnly) => {
                 parts.method = method;
-                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 record.forwarded();
                 self.upstream.forward(parts, body, target, conn.peer).await
             }

@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 use crate::common::client::TlsClient;
-use crate::common::pki::{Ca, ClientSpec, Leaf};
+use crate::common::pki::{Ca, ClientSpec, Leaf, Offset};
 use crate::common::{Harness, Setup, grant_group};
 
 /// New handshakes present new material within this time (file events; the periodic
@@ -257,4 +257,79 @@ async fn client_ca_rotation_changes_who_is_accepted_and_the_advertised_names() {
 
     let (ok, failed) = load.finish().await;
     assert_eq!(failed, 0, "no handshake failed while the CA changed ({ok} ok)");
+}
+
+/// A connection remembers the identity its certificate proved. A reloaded client CA makes that
+/// verdict stale: the next request verifies the chain again once, and the new verdict is then
+/// remembered (not re-verified on every request), or refused when the new bundle does not
+/// trust the chain.
+#[tokio::test]
+async fn a_connection_verifies_again_once_after_a_client_ca_reload() {
+    let h = Harness::start(Setup {
+        rbac: vec![grant_group("system:authenticated", &["nodes/healthz"], &["get"])],
+        ..Setup::default()
+    })
+    .await;
+    let ca_path = h.path("client-ca.crt");
+    let old_ca = h.client_ca.clone();
+    let other_ca = Ca::new("other-client-ca");
+    let alice = old_ca.client(ClientSpec::new("alice"));
+    let verified = || h.gateway.authenticator.chain_verifications();
+    let mut conn = h.client_with(&alice).keep_alive(h.addr).await;
+    for _ in 0..3 {
+        assert_eq!(conn.get("/healthz").await.status, 200);
+    }
+    assert_eq!(verified(), 1, "verified once for the connection");
+
+    // A new bundle that still trusts alice's CA.
+    let successes = h.reload_stats.successes.load(Ordering::Relaxed);
+    write_atomically(
+        &ca_path,
+        format!("{}{}", old_ca.cert_pem(), other_ca.cert_pem()).as_bytes(),
+    );
+    let started = Instant::now();
+    while h.reload_stats.successes.load(Ordering::Relaxed) == successes {
+        assert!(started.elapsed() < WITHIN, "the bundle was not reloaded in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(conn.get("/healthz").await.status, 200);
+    }
+    assert_eq!(verified(), 2, "verified again once, then remembered");
+
+    // A bundle without it: the same connection is refused.
+    let successes = h.reload_stats.successes.load(Ordering::Relaxed);
+    write_atomically(&ca_path, other_ca.cert_pem().as_bytes());
+    let started = Instant::now();
+    while h.reload_stats.successes.load(Ordering::Relaxed) == successes {
+        assert!(started.elapsed() < WITHIN, "the bundle was not reloaded in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(conn.get("/healthz").await.status, 401);
+    assert_eq!(
+        conn.get("/healthz").await.status,
+        401,
+        "a failure is not remembered as success"
+    );
+}
+
+/// Past the certificate's notAfter, the connection's remembered identity is not used: the next
+/// request on the same connection is verified again and refused as expired.
+#[tokio::test]
+async fn a_connection_whose_certificate_expires_is_refused_from_then_on() {
+    let h = Harness::start(Setup {
+        rbac: vec![grant_group("system:authenticated", &["nodes/healthz"], &["get"])],
+        ..Setup::default()
+    })
+    .await;
+    let short = h
+        .client_ca
+        .client(ClientSpec::new("short-lived").validity(Offset::secs(-60), Offset::secs(2)));
+    let mut conn = h.client_with(&short).keep_alive(h.addr).await;
+    assert_eq!(conn.get("/healthz").await.status, 200);
+    assert_eq!(conn.get("/healthz").await.status, 200);
+    assert_eq!(h.gateway.authenticator.chain_verifications(), 1);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(conn.get("/healthz").await.status, 401, "expired on the same connection");
+    assert_eq!(h.gateway.authenticator.chain_verifications(), 2);
 }

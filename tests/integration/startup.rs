@@ -234,14 +234,47 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
     );
 }
 
+/// The deployment examples name a node's files (the kubelet's serving certificate, the cluster
+/// CA) and, for the DaemonSet, in-cluster credentials. `check-config` reads all of them, so the
+/// examples are checked on a stand-in node: the same files, made here, under a temporary root,
+/// and a kubeconfig (the systemd variant) in place of the in-cluster credentials.
+fn on_a_stand_in_node(yaml: &str, root: &std::path::Path) -> String {
+    use crate::common::pki::Ca;
+    let ca = Ca::new("kubernetes");
+    for dir in ["var/lib/kubelet/pki", "etc/kubernetes/pki", "var/log/kubelet-gate"] {
+        std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+    }
+    let serving = ca.server(&["node-a"], &["10.0.0.5".parse().expect("ip")]);
+    std::fs::write(
+        root.join("var/lib/kubelet/pki/kubelet-server-current.pem"),
+        format!("{}{}", serving.cert_pem, serving.key_pem),
+    )
+    .expect("serving pem");
+    ca.write_pem(&root.join("etc/kubernetes/pki/ca.crt"));
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.cert_pem());
+    let kubeconfig = root.join("etc/kubernetes/kubelet.conf");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:1\", certificate-authority-data: {b64}}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let r = root.display();
+    yaml.replace("/var/lib/kubelet/pki/", &format!("{r}/var/lib/kubelet/pki/"))
+        .replace("/etc/kubernetes/", &format!("{r}/etc/kubernetes/"))
+        .replace("/var/log/kubelet-gate/", &format!("{r}/var/log/kubelet-gate/"))
+        .replace("kubeconfig: \"\"", &format!("kubeconfig: {}", kubeconfig.display()))
+}
+
 #[test]
 fn the_deployment_examples_pass_check_config() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let (code, out, err) = run(&[
-        "check-config",
-        "--config",
-        &format!("{root}/examples/deploy/gateway.yaml"),
-    ]);
+    let node = tempfile::tempdir().expect("node root");
+    let gateway = std::fs::read_to_string(format!("{root}/examples/deploy/gateway.yaml")).expect("gateway.yaml");
+    let path = node.path().join("gateway.yaml");
+    std::fs::write(&path, on_a_stand_in_node(&gateway, node.path())).expect("write");
+    let (code, out, err) = run(&["check-config", "--config", &path.display().to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/var/log/kubelet-gate/audit.log"), "{out}");
 
@@ -253,11 +286,21 @@ fn the_deployment_examples_pass_check_config() {
         .take_while(|l| l.starts_with("    "))
         .map(|l| format!("{}\n", &l[4..]))
         .collect();
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, embedded).expect("write");
+    let path = node.path().join("config.yaml");
+    std::fs::write(&path, on_a_stand_in_node(&embedded, node.path())).expect("write");
     let (code, _, err) = run(&["check-config", "--config", &path.display().to_string()]);
     assert_eq!(code, 0, "{err}");
+
+    // Without the node's files, check-config names the first one missing.
+    let (code, _, err) = run(&[
+        "check-config",
+        "--config",
+        &format!("{root}/examples/deploy/gateway.yaml"),
+    ]);
+    if !std::path::Path::new("/var/lib/kubelet/pki/kubelet-server-current.pem").exists() {
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("/var/lib/kubelet/pki/kubelet-server-current.pem"), "{err}");
+    }
 }
 
 #[test]
@@ -316,4 +359,202 @@ async fn weak_settings_are_stated_loudly_at_start() {
         "{log}"
     );
     assert!(warnings.iter().any(|l| l.contains("AlwaysAllow")), "{log}");
+}
+
+/// A ClusterRole rule with several resources and `resourceNames`, as platform teams write them:
+/// today's kube-apiserver accepts it, so every command that reads policy files must too.
+#[tokio::test]
+async fn a_multi_resource_rule_with_resource_names_loads_everywhere() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("rbac.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node-a-metrics}\nrules:\n- apiGroups: [\"\"]\n  resources: [nodes/stats, nodes/metrics]\n  resourceNames: [node-a]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: node-a-metrics}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-a-metrics}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: scraper}\n",
+    )
+    .expect("rbac");
+    let cfg = write_config(
+        dir.path(),
+        "nodeName: node-a\nauthentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n  rbac: {policyFiles: [rbac.yaml]}\n",
+    );
+    let (code, _, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 0, "check-config: {err}");
+    let (code, out, err) = run(&[
+        "explain",
+        "--config",
+        &cfg,
+        "--user",
+        "scraper",
+        "--output",
+        "json",
+        "/stats/summary",
+    ]);
+    assert_eq!(code, 0, "explain: {err}");
+    let x: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(x["decision"], "allowed", "{out}");
+    assert_eq!(x["reviews"][0]["subresource"], "stats", "{out}");
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "cases:\n- {name: stats, user: scraper, path: /stats/summary, expect: allow}\n- {name: metrics, user: scraper, path: /metrics, expect: allow}\n- {name: pods, user: scraper, path: /pods, expect: deny}\n",
+    )
+    .expect("cases");
+    let (code, out, err) = run(&["policy-test", "--config", &cfg, &cases.display().to_string()]);
+    assert_eq!(code, 0, "policy-test: {out}{err}");
+}
+
+/// A config whose start generates a self-signed certificate (logged), then fails to bind.
+fn self_signed_config_on_a_busy_port(dir: &std::path::Path) -> (String, std::net::TcpListener) {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let cfg = write_config(
+        dir,
+        &format!("address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\n{OFFLINE}"),
+    );
+    (cfg, busy)
+}
+
+#[test]
+fn logs_are_plain_text_unless_on_a_terminal_without_no_color() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, _busy) = self_signed_config_on_a_busy_port(dir.path());
+    // stderr is a pipe here, as it is a file or journald on a node.
+    let (code, _, err) = run(&["serve", "--config", &cfg]);
+    assert_eq!(code, 1, "the port is taken: {err}");
+    assert!(err.contains("generated a self-signed serving certificate"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no escape sequences in a file: {err:?}");
+
+    // On a terminal (script(1) gives the command a pseudo-terminal) colour is on, unless
+    // NO_COLOR says otherwise.
+    let Ok(script) = which("script") else {
+        println!("SKIPPED the terminal half: no script(1)");
+        return;
+    };
+    let on_terminal = |no_color: Option<&str>| {
+        std::fs::remove_dir_all(dir.path().join("pki")).expect("rm pki");
+        let command = format!("{BIN} serve --config {cfg}");
+        let mut c = Command::new(&script);
+        c.args(["-qec", &command, "/dev/null"]);
+        c.env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c.output().expect("script");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("generated a self-signed serving certificate"), "{text}");
+        text.contains('\u{1b}')
+    };
+    assert!(on_terminal(None), "colour on a terminal");
+    assert!(!on_terminal(Some("1")), "NO_COLOR turns it off");
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+#[test]
+fn flags_are_validated_as_the_same_values_in_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(
+        dir.path(),
+        &format!("address: 127.0.0.1\nport: 10250\nnodeAddresses: [127.0.0.1]\n{OFFLINE}"),
+    );
+    for command in ["check-config", "serve"] {
+        let (code, _, err) = run(&[command, "--config", &cfg, "--node-name", "Node_A"]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains("--node-name: nodeName: \"Node_A\" is not a valid node name"),
+            "{command}: {err}"
+        );
+        let (code, _, err) = run(&[command, "--config", &cfg, "--ops-address", "127.0.0.1:10250"]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains("--ops-address: ops.address: 127.0.0.1:10250 conflicts with the gateway's listen address"),
+            "{command}: {err}"
+        );
+        // The conflict is found whichever side the flag is on.
+        let (code, _, err) = run(&[command, "--config", &cfg, "--port", "10251"]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains("ops.address: 127.0.0.1:10251 conflicts"),
+            "{command}: {err}"
+        );
+    }
+    // A relative --cert-dir is the working directory's, made absolute before anything uses it.
+    let cwd = tempfile::tempdir().expect("cwd");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", &cfg, "--cert-dir", "rel/pki"])
+        .current_dir(cwd.path())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("certDir: {}", cwd.path().join("rel/pki").display());
+    assert!(out.status.success() && text.contains(&want), "{text}");
+}
+
+/// `check-config` reads every file `serve` reads, and `serve` reads them all before it writes.
+#[test]
+fn check_config_refuses_what_serve_refuses_and_serve_writes_nothing_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("broken-rbac.yaml"),
+        "kind: ClusterRole\nmetadata: {name: r}\nrules: [{verbs: get}]\n",
+    )
+    .expect("w");
+    std::fs::write(dir.path().join("tokens.csv"), "tok,alice,uid-1\n").expect("w");
+    std::fs::write(dir.path().join("unreadable.crt"), "x").expect("w");
+    std::fs::write(dir.path().join("unreadable.key"), "x").expect("w");
+    let base = "address: 127.0.0.1\nport: 1\ncertDir: pki\nnodeAddresses: [127.0.0.1]\n";
+    let cases = [
+        (
+            "authentication:\n  webhook: {enabled: false}\n  tokenFile: missing-tokens.csv\nauthorization:\n  mode: RBAC\n",
+            "missing-tokens.csv",
+        ),
+        (
+            "authentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n  rbac: {policyFiles: [missing-rbac.yaml]}\n",
+            "missing-rbac.yaml",
+        ),
+        (
+            "authentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n  rbac: {policyFiles: [broken-rbac.yaml]}\n",
+            "broken-rbac.yaml",
+        ),
+        (
+            "authentication:\n  webhook: {enabled: false}\n  x509: {clientCAFile: missing-ca.crt}\nauthorization:\n  mode: RBAC\n",
+            "missing-ca.crt",
+        ),
+        (
+            "tlsCertFile: unreadable.crt\ntlsPrivateKeyFile: unreadable.key\nauthentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n",
+            "unreadable.crt",
+        ),
+        (
+            "audit: {path: no-such-dir/audit.log}\nauthentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n",
+            "no-such-dir/audit.log",
+        ),
+    ];
+    for (body, file) in cases {
+        let cfg = write_config(dir.path(), &format!("{base}{body}"));
+        for command in ["check-config", "serve"] {
+            let (code, out, err) = run(&[command, "--config", &cfg]);
+            assert_eq!(code, 2, "{command} {file}: {out}{err}");
+            assert!(err.contains(file), "{command} names {file}: {err}");
+            assert!(
+                !dir.path().join("pki").exists(),
+                "{command} {file}: nothing written before the inputs are checked"
+            );
+            assert!(!dir.path().join("no-such-dir").exists());
+        }
+    }
+    // And a configuration whose files are all there passes.
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{base}authentication:\n  webhook: {{enabled: false}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: RBAC\n"
+        ),
+    );
+    let (code, _, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!dir.path().join("pki").exists(), "check-config writes nothing");
 }
