@@ -26,7 +26,7 @@ use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
 use crate::proxy::forward::{Upstream, UpstreamUrlError};
-use crate::proxy::pipeline::Gateway;
+use crate::proxy::pipeline::{Gateway, Policy};
 use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
 use crate::tls::{self, ServingCert, TlsError, TlsState};
 
@@ -94,15 +94,16 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
     pub api: Option<Arc<ApiServer>>,
-    /// Whether readiness includes the API server (a webhook answers requests through it).
-    pub api_in_request_path: bool,
     /// Drains the audit queue into its file; [`Built::spawn_background`] starts it.
     pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// What the ops listener serves: `/healthz`, `/readyz`, `/metrics`.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 impl Built {
-    /// Starts the background work (certificate reloading) on the current runtime.
-    pub fn spawn_background(&mut self) {
+    /// Starts the background work (certificate reloading, the CSR flow, the audit writer) on
+    /// the current runtime.
+    fn spawn_background(&mut self) {
         if let Some(reloader) = self.reloader.take() {
             tokio::spawn(reloader.run());
         }
@@ -112,19 +113,6 @@ impl Built {
         if let Some(writer) = self.audit_writer.take() {
             tokio::spawn(writer);
         }
-    }
-
-    /// The state behind the ops listener's `/healthz`, `/readyz` and `/metrics`.
-    pub fn ops(&self, config: &Config) -> Arc<crate::ops::Ops> {
-        let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
-            gateway: self.gateway.clone(),
-            serving: self.serving.clone(),
-            reload: self.reload_stats.clone(),
-            api: self.api.clone(),
-        });
-        let api = self.api.clone().filter(|_| self.api_in_request_path);
-        let readiness = crate::ops::Readiness::new(self.serving.clone(), &config.upstream.read_only, api);
-        Arc::new(crate::ops::Ops { registry, readiness })
     }
 }
 
@@ -177,8 +165,7 @@ struct Inputs {
     client_ca: Option<ClientCa>,
     token_file: Option<TokenFile>,
     api: Option<Arc<ApiServer>>,
-    /// RBAC policy files, for `authorization.mode: RBAC`.
-    rbac: Option<RbacPolicy>,
+    authorizer: AnyAuthorizer,
     warnings: Vec<String>,
 }
 
@@ -228,18 +215,12 @@ impl Inputs {
         if let Some(f) = &token_file {
             warnings.extend(f.warnings.iter().cloned());
         }
-        let rbac = match config.authorization.mode {
-            AuthorizationMode::Rbac => {
-                let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
-                warnings.extend(policy.warnings().iter().cloned());
-                Some(policy)
-            }
-            _ => None,
-        };
         if let Some(sink) = &config.audit {
             Output::check(sink)?;
         }
         let api = api_client(config, options).await?;
+        let (authorizer, authorizer_warnings) = authorization(config, api.as_ref(), &options.clock)?;
+        warnings.extend(authorizer_warnings);
         // The read-only upstream's URL is checked here too; the client itself is built later.
         Upstream::new(
             &config.upstream.read_only,
@@ -252,7 +233,7 @@ impl Inputs {
             client_ca,
             token_file,
             api,
-            rbac,
+            authorizer,
             warnings,
         })
     }
@@ -267,13 +248,8 @@ async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Ar
     if !needs_api {
         return Ok(None);
     }
-    let policy = CallPolicy {
-        deadline: config.api_server.request_timeout,
-        max_in_flight: config.api_server.max_in_flight,
-        backoff: options.backoff,
-    };
     Ok(Some(Arc::new(
-        ApiServer::connect(config.kubeconfig.as_deref(), policy).await?,
+        ApiServer::connect(config.kubeconfig.as_deref(), call_policy(config, options)).await?,
     )))
 }
 
@@ -360,36 +336,60 @@ fn authenticator(
     ))
 }
 
-/// The configured authorizer. `rbac` is the policy [`Inputs::read`] loaded for RBAC mode.
-pub fn authorizer(
+/// The authorization step: the authorizer the configuration names, with the warnings it brings
+/// (RBAC policy oddities, AlwaysAllow). `api` is needed for Webhook mode.
+pub fn authorization(
     config: &Config,
-    rbac: Option<RbacPolicy>,
     api: Option<&Arc<ApiServer>>,
     clock: &Clock,
-) -> Result<AnyAuthorizer, StartError> {
+) -> Result<(AnyAuthorizer, Vec<String>), StartError> {
     Ok(match config.authorization.mode {
-        AuthorizationMode::AlwaysAllow => AnyAuthorizer::AlwaysAllow(AlwaysAllow),
+        AuthorizationMode::AlwaysAllow => (
+            AnyAuthorizer::AlwaysAllow(AlwaysAllow),
+            vec!["authorization.mode is AlwaysAllow: every authenticated request is allowed (development only)".into()],
+        ),
         AuthorizationMode::Webhook => {
             let api = api.cloned().ok_or(StartError::Unsupported {
                 field: "authorization.mode",
                 message: "Webhook needs an API server client",
             })?;
-            AnyAuthorizer::Webhook(SarAuthorizer::new(
+            let sar = SarAuthorizer::new(
                 api,
                 config.authorization.cache_authorized_ttl,
                 config.authorization.cache_unauthorized_ttl,
                 config.api_server.stale_if_error,
                 clock.clone(),
-            ))
+            );
+            (AnyAuthorizer::Webhook(sar), Vec::new())
         }
         AuthorizationMode::Rbac => {
-            let policy = match rbac {
-                Some(p) => p,
-                None => RbacPolicy::load(&config.authorization.rbac_policy_files)?,
-            };
-            AnyAuthorizer::Rbac(RbacAuthorizer { policy })
+            let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
+            let warnings = policy.warnings().to_vec();
+            (AnyAuthorizer::Rbac(RbacAuthorizer { policy }), warnings)
         }
     })
+}
+
+/// The authorization step on its own, for the tools (`explain`, `policy-test`): an API server
+/// client only when Webhook mode needs one, nothing else of the gateway.
+pub async fn authorization_alone(config: &Config) -> Result<(AnyAuthorizer, Vec<String>), StartError> {
+    check_supported(config)?;
+    let options = BuildOptions::default();
+    let api = match config.authorization.mode {
+        AuthorizationMode::Webhook => Some(Arc::new(
+            ApiServer::connect(config.kubeconfig.as_deref(), call_policy(config, &options)).await?,
+        )),
+        _ => None,
+    };
+    authorization(config, api.as_ref(), &options.clock)
+}
+
+fn call_policy(config: &Config, options: &BuildOptions) -> CallPolicy {
+    CallPolicy {
+        deadline: config.api_server.request_timeout,
+        max_in_flight: config.api_server.max_in_flight,
+        backoff: options.backoff,
+    }
 }
 
 pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built, StartError> {
@@ -410,7 +410,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
 
     let client_ca = inputs.client_ca.map(|ca| Arc::new(ArcSwap::from_pointee(ca)));
     let authenticator = authenticator(config, client_ca.clone(), inputs.token_file, api.as_ref(), &options)?;
-    let authorizer = authorizer(config, inputs.rbac, api.as_ref(), &options.clock)?;
+    let authorizer = inputs.authorizer;
 
     let rebuild: RebuildTls = {
         let (serving, min_version, suites) = (
@@ -438,8 +438,17 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         interval: options.reload_interval,
         stats: reload_stats.clone(),
     });
+    let observer = Observer::new(audit);
+    let authenticator = match observer.audits() {
+        true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),
+        false => authenticator,
+    };
     let gateway = Gateway {
-        node_name: config.node_name.clone(),
+        policy: Policy {
+            node_name: config.node_name.clone(),
+            fine_grained_authz: config.fine_grained_authz,
+            exec_requires_create: config.authorization.exec_requires_create,
+        },
         authenticator,
         authorizer,
         upstream: Upstream::new(
@@ -448,10 +457,8 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
             config.upstream.response_header_timeout,
         )?,
         logs: LogServer::new(&config.logs, config.split_log_streams, options.follow_poll),
-        fine_grained_authz: config.fine_grained_authz,
-        exec_requires_create: config.authorization.exec_requires_create,
         stats: Default::default(),
-        observer: Arc::new(Observer::new(audit)?),
+        observer: Arc::new(observer),
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
@@ -476,7 +483,26 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         config: tls,
         serving: serving.clone(),
     };
+    let api_in_request_path =
+        config.authentication.webhook.enabled || config.authorization.mode == AuthorizationMode::Webhook;
+    let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
+        requests: gateway.observer.metrics.clone(),
+        token_cache: gateway.authenticator.token_reviewer().map(|t| t.stats().clone()),
+        sar_cache: match &gateway.authorizer {
+            AnyAuthorizer::Webhook(sar) => Some(sar.stats().clone()),
+            _ => None,
+        },
+        serving: serving.clone(),
+        reload: reload_stats.clone(),
+        api: api.clone(),
+    });
+    let readiness = crate::ops::Readiness::new(
+        serving.clone(),
+        &config.upstream.read_only,
+        api.clone().filter(|_| api_in_request_path),
+    );
     Ok(Built {
+        ops: Arc::new(crate::ops::Ops { registry, readiness }),
         gateway: Arc::new(gateway),
         tls,
         serving,
@@ -485,8 +511,6 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         bootstrap,
         warnings: inputs.warnings,
         api,
-        api_in_request_path: config.authentication.webhook.enabled
-            || config.authorization.mode == AuthorizationMode::Webhook,
         audit_writer,
     })
 }
@@ -527,30 +551,38 @@ pub fn detected_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Binds the listener, states the security posture, and serves until `shutdown` resolves.
+/// Binds the configured listeners, states the security posture, and serves until `shutdown`
+/// resolves.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let mut built = build(config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let ops_listener = TcpListener::bind(config.ops_address)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.ops_address,
-            source,
-        })?;
+    let built = build(config).await?;
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let listener = bind(config.listen).await?;
+    let ops_listener = bind(config.ops_address).await?;
     log_posture(config, &built.warnings);
+    serve(built, listener, ops_listener, shutdown).await;
+    Ok(())
+}
+
+/// Everything but binding: starts the background tasks and the ops listener, serves the 10250
+/// listener until `shutdown` resolves (then lets open connections finish for the grace period),
+/// and stops the ops listener last.
+pub async fn serve(
+    mut built: Built,
+    listener: TcpListener,
+    ops_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     built.spawn_background();
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(crate::ops::serve(ops_listener, built.ops(config), async move {
+    tokio::spawn(crate::ops::serve(ops_listener, built.ops.clone(), async move {
         let _ = ops_stopped.await;
     }));
     crate::server::serve(listener, built.tls, built.gateway, shutdown).await;
     let _ = ops_stop.send(());
-    Ok(())
 }
 
 fn log_posture(config: &Config, warnings: &[String]) {

@@ -231,7 +231,7 @@ async fn explain_command(args: ExplainArgs) -> Result<ExitCode, ToolError> {
     let x = explainer.explain(&request).await;
     match tools::Output::from(args.output) {
         tools::Output::Json => print!("{}", tools::to_json(&x)),
-        tools::Output::Text => print!("{}", explain::render(&x, &explainer.authorizer)),
+        tools::Output::Text => print!("{}", explain::render(&x, &explainer.description)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! configured — an expired answer standing in while the API server cannot be asked.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ pub struct CacheStats {
     /// Expired answers used because the API server could not answer (staleIfError).
     pub stale_uses: AtomicU64,
     /// Entries dropped for room or age (the cache's listener counts them).
-    pub evictions: std::sync::Arc<AtomicU64>,
+    pub evictions: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -35,7 +36,8 @@ pub struct ReviewCache<K, V> {
     stale_if_error: Duration,
     /// What the cached answers are, for the degraded-mode log line.
     what: &'static str,
-    pub stats: CacheStats,
+    /// Shared with the metrics, which read it at scrape time.
+    pub stats: Arc<CacheStats>,
 }
 
 impl<K, V> ReviewCache<K, V>
@@ -52,14 +54,14 @@ where
         clock: Clock,
         what: &'static str,
     ) -> Self {
-        let stats = CacheStats::default();
+        let stats = Arc::new(CacheStats::default());
         let cache = moka::future::Cache::builder()
             .max_capacity(max_entries)
             .eviction_listener({
-                let evictions = stats.evictions.clone();
+                let stats = stats.clone();
                 move |_, _, cause| {
                     if cause.was_evicted() {
-                        evictions.fetch_add(1, Ordering::Relaxed);
+                        stats.evictions.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })

@@ -14,8 +14,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::authn::PeerIdentity;
-use crate::proxy::pipeline::{Connection, Gateway};
+use crate::authn::{Connection, PeerIdentity};
+use crate::proxy::pipeline::Gateway;
 use crate::tls::TlsState;
 
 /// A client that has not finished its handshake by then is dropped (threats.md DS-02).

@@ -1,5 +1,5 @@
-//! The client certificate chain a TLS connection presented, with the verified identity
-//! remembered for the connection so that later requests on it skip chain verification.
+//! What the gateway knows about a TLS connection: the peer, and the client certificate chain it
+//! presented, with the verified identity remembered so later requests on it skip verification.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +11,12 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::user::UserInfo;
 use super::x509::ClientCa;
+
+/// A TLS connection, shared by every request on it.
+pub struct Connection {
+    pub peer: std::net::SocketAddr,
+    pub identity: PeerIdentity,
+}
 
 /// What the connection presented, shared by every request on it.
 #[derive(Default)]

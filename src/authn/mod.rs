@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use aws_lc_rs::hmac;
 
 use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use http::{HeaderMap, HeaderValue};
 
-pub use connection::PeerIdentity;
+pub use connection::{Connection, PeerIdentity};
 use token_file::TokenFile;
 use token_review::TokenReviewer;
 pub use user::UserInfo;
@@ -45,6 +46,33 @@ impl CredentialKind {
             CredentialKind::Anonymous => "anonymous",
         }
     }
+}
+
+/// What a request presented, whatever became of it, for the metrics and the audit record, so
+/// that nothing after authentication looks at a credential again.
+#[derive(Debug, Clone, Default)]
+pub struct Presented {
+    /// `none`, `x509` or `token` (a bearer header or a WebSocket protocol token).
+    pub kind: &'static str,
+    /// The token's HMAC under the audit key (only with an audit log); never the token.
+    pub token_hmac: Option<String>,
+}
+
+impl Presented {
+    /// Before authentication only the connection is known.
+    pub fn connection(peer: &PeerIdentity) -> Presented {
+        Presented {
+            kind: if peer.chain().is_empty() { "none" } else { "x509" },
+            token_hmac: None,
+        }
+    }
+}
+
+/// The authentication phase's result.
+#[derive(Debug)]
+pub struct Authentication {
+    pub result: Result<Authenticated, AuthnFailure>,
+    pub presented: Presented,
 }
 
 /// A successful authentication.
@@ -92,6 +120,8 @@ pub struct Authenticator {
     anonymous: bool,
     /// Client-certificate chains verified (not answered from a connection's remembered verdict).
     chain_verifications: AtomicU64,
+    /// The key of the token hashes in audit records; `None` without an audit log.
+    audit_key: Option<hmac::Key>,
 }
 
 impl Authenticator {
@@ -110,7 +140,14 @@ impl Authenticator {
             tokens,
             anonymous,
             chain_verifications: AtomicU64::new(0),
+            audit_key: None,
         }
+    }
+
+    /// Hash presented tokens under `key` for the audit record.
+    pub fn with_audit_key(mut self, key: hmac::Key) -> Self {
+        self.audit_key = Some(key);
+        self
     }
 
     /// How many client-certificate chains were verified so far.
@@ -122,13 +159,43 @@ impl Authenticator {
         self.tokens.as_ref().and_then(|t| t.webhook.as_ref())
     }
 
-    /// Authenticates a request. On success through a token, the credential is removed from
-    /// `headers` (the `Authorization` header, or the token entry of the subprotocol list).
-    pub async fn authenticate(
-        &self,
-        headers: &mut HeaderMap,
-        peer: &PeerIdentity,
-    ) -> Result<Authenticated, AuthnFailure> {
+    /// Authenticates a request, saying what it presented. On success through a token, the
+    /// credential is removed from `headers` (the `Authorization` header, or the token entry of
+    /// the subprotocol list).
+    pub async fn authenticate(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Authentication {
+        let presented = self.presented(headers, peer);
+        Authentication {
+            result: self.chain(headers, peer).await,
+            presented,
+        }
+    }
+
+    fn presented(&self, headers: &HeaderMap, peer: &PeerIdentity) -> Presented {
+        let token = match bearer::parse(headers) {
+            bearer::BearerHeader::Absent => match websocket::extract(headers) {
+                Ok(Some(found)) => Some(Some(found.token)),
+                Ok(None) => None,
+                Err(_) => Some(None),
+            },
+            bearer::BearerHeader::Token(t) => Some(Some(t.to_owned())),
+            _ => Some(None),
+        };
+        match token {
+            None => Presented::connection(peer),
+            Some(token) => Presented {
+                kind: "token",
+                token_hmac: token.zip(self.audit_key.as_ref()).map(|(t, key)| {
+                    hmac::sign(key, t.as_bytes())
+                        .as_ref()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                }),
+            },
+        }
+    }
+
+    async fn chain(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Result<Authenticated, AuthnFailure> {
         // Errors of earlier authenticators are kept but do not stop the chain: a later
         // credential that succeeds wins (the API server's non-failing union).
         let mut errors: Vec<String> = Vec::new();

@@ -47,7 +47,7 @@ impl TokenReviewer {
         })
     }
 
-    pub fn stats(&self) -> &CacheStats {
+    pub fn stats(&self) -> &Arc<CacheStats> {
         &self.cache.stats
     }
 

@@ -52,8 +52,13 @@ impl SarAuthorizer {
         }
     }
 
-    pub fn stats(&self) -> &CacheStats {
+    pub fn stats(&self) -> &Arc<CacheStats> {
         &self.cache.stats
+    }
+
+    /// The API server client, for [`review_uncached`].
+    pub fn api(&self) -> &Arc<ApiServer> {
+        &self.api
     }
 
     pub async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {

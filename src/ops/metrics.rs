@@ -13,9 +13,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::authz::AnyAuthorizer;
 use crate::k8s::ApiServer;
-use crate::proxy::pipeline::Gateway;
+use crate::review_cache::CacheStats;
 use crate::tls::ServingCert;
 use crate::tls::reload::ReloadStats;
 
@@ -79,7 +78,11 @@ impl RequestMetrics {
 
 /// What `/metrics` reads at scrape time.
 pub struct Sources {
-    pub gateway: Arc<Gateway>,
+    /// What the request path counts (the observer's).
+    pub requests: RequestMetrics,
+    /// The TokenReview and SubjectAccessReview caches, when the webhooks are on.
+    pub token_cache: Option<Arc<CacheStats>>,
+    pub sar_cache: Option<Arc<CacheStats>>,
     pub serving: Arc<ServingCert>,
     pub reload: Arc<ReloadStats>,
     pub api: Option<Arc<ApiServer>>,
@@ -88,7 +91,7 @@ pub struct Sources {
 /// The registry behind `/metrics`.
 pub fn registry(sources: Sources) -> Registry {
     let mut r = Registry::with_prefix("kubelet_gate");
-    let m = sources.gateway.observer.metrics.clone();
+    let m = sources.requests.clone();
     r.register(
         "requests",
         "Requests answered, by HTTP status, the subresource that allowed them and the verb",
@@ -169,15 +172,12 @@ impl Collector for Derived {
         let mut hits = Vec::new();
         let mut misses = Vec::new();
         let mut evictions = Vec::new();
-        if let Some(t) = s.gateway.authenticator.token_reviewer() {
-            hits.push((cache("tokenreview"), load(&t.stats().hits)));
-            misses.push((cache("tokenreview"), load(&t.stats().misses)));
-            evictions.push((cache("tokenreview"), load(&t.stats().evictions)));
-        }
-        if let AnyAuthorizer::Webhook(sar) = &s.gateway.authorizer {
-            hits.push((cache("subjectaccessreview"), load(&sar.stats().hits)));
-            misses.push((cache("subjectaccessreview"), load(&sar.stats().misses)));
-            evictions.push((cache("subjectaccessreview"), load(&sar.stats().evictions)));
+        for (name, stats) in [("tokenreview", &s.token_cache), ("subjectaccessreview", &s.sar_cache)] {
+            if let Some(stats) = stats {
+                hits.push((cache(name), load(&stats.hits)));
+                misses.push((cache(name), load(&stats.misses)));
+                evictions.push((cache(name), load(&stats.evictions)));
+            }
         }
         counter(&mut e, "cache_hits", "Webhook cache hits", &hits)?;
         counter(&mut e, "cache_misses", "Webhook cache misses", &misses)?;

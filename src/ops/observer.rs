@@ -8,28 +8,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::digest;
 use bytes::Bytes;
-use http::{HeaderMap, Response};
+use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::audit::{AuditLog, AuditRecord};
 use super::metrics::RequestMetrics;
-use crate::authn::secret::RandomError;
-use crate::authn::{Authenticated, AuthnFailure, CredentialKind, UserInfo, bearer, websocket};
+use crate::authn::{Authenticated, AuthnFailure, Connection, CredentialKind, Presented, UserInfo};
 use crate::authz::Verdict;
 use crate::proxy::forward::UpstreamFailure;
-use crate::proxy::pipeline::Connection;
+use crate::proxy::outcome::{Decision, Outcome};
 use crate::proxy::respond::{Body, BoxError};
 
 /// Metrics and the audit log, shared by every request.
 pub struct Observer {
     pub metrics: RequestMetrics,
     audit: Option<AuditLog>,
-    /// Per-process key for the token hash in audit records: equal tokens match within one
-    /// run, and no record can be turned back into a token.
-    token_key: hmac::Key,
 }
 
 /// What one request did so far. The pipeline fills it in phase by phase. Dropped unfinished
@@ -45,15 +41,15 @@ pub struct Record {
     /// The request target as received (a cheap, shared copy of hyper's bytes).
     target: http::Uri,
     cert_sha256: Option<String>,
-    token_hmac: Option<String>,
     credential: Option<CredentialKind>,
-    presented: &'static str,
+    /// What authentication saw (or the connection alone, before it).
+    presented: Presented,
     /// Shared with the authenticator: no per-request copy of names and groups.
     user: Option<Arc<UserInfo>>,
     verb: Option<&'static str>,
     tried: &'static [&'static str],
     allowed_by: Option<&'static str>,
-    decision: Option<&'static str>,
+    decision: Option<Decision>,
     reason: Option<String>,
     forwarded: Option<Instant>,
     stream: bool,
@@ -63,7 +59,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         if let Some(observer) = self.observer.take() {
             if self.decision.is_none() {
-                self.decision = Some("rejected");
+                self.decision = Some(Decision::Rejected);
             }
             self.reason
                 .get_or_insert_with(|| "the client went away before the answer".to_owned());
@@ -74,40 +70,24 @@ impl Drop for Record {
 }
 
 impl Record {
-    /// The caller was found (or not).
-    pub fn authenticated(&mut self, result: Result<&Authenticated, &AuthnFailure>) {
-        match result {
-            Ok(a) => {
-                self.credential = Some(a.credential);
-                self.user = Some(a.user.clone());
-            }
-            Err(failure) => {
-                self.decision = Some("unauthenticated");
-                self.reason = Some(match failure {
-                    AuthnFailure::Unauthorized(why) => why.clone(),
-                    AuthnFailure::Ambiguous(why) => (*why).to_owned(),
-                    AuthnFailure::TooLarge => "token too large".to_owned(),
-                });
-            }
+    /// What authentication found, and what the request presented.
+    pub fn authenticated(&mut self, result: &Result<Authenticated, AuthnFailure>, presented: Presented) {
+        self.presented = presented;
+        if let Ok(ok) = result {
+            self.credential = Some(ok.credential);
+            self.user = Some(ok.user.clone());
         }
     }
 
-    /// The authorizer's verdict on `verb` over the subresources `tried`.
-    pub fn reviewed(&mut self, verb: &'static str, tried: &'static [&'static str], verdict: &Verdict) {
-        self.verb = Some(verb);
-        self.tried = tried;
-        match verdict {
-            Verdict::Allowed { subresource } => {
-                self.decision = Some("allow");
+    /// The phases' outcome: the decision, its reason and the attributes reviewed.
+    pub fn decided(&mut self, outcome: &Outcome) {
+        self.decision = Some(outcome.decision());
+        self.reason = outcome.reason();
+        if let Outcome::Reviewed(r) = outcome {
+            self.verb = Some(r.verb);
+            self.tried = r.tried;
+            if let Verdict::Allowed { subresource } = r.verdict {
                 self.allowed_by = Some(subresource);
-            }
-            Verdict::Forbidden => {
-                self.decision = Some("deny");
-                self.reason = Some(format!("no {verb} on nodes/{} allowed", tried.join(", nodes/")));
-            }
-            Verdict::Failed { subresource, error } => {
-                self.decision = Some("error");
-                self.reason = Some(format!("{subresource}: {error}"));
             }
         }
     }
@@ -119,29 +99,21 @@ impl Record {
 }
 
 impl Observer {
-    pub fn new(audit: Option<AuditLog>) -> Result<Self, RandomError> {
-        Ok(Observer {
+    pub fn new(audit: Option<AuditLog>) -> Self {
+        Observer {
             metrics: RequestMetrics::default(),
             audit,
-            token_key: crate::authn::secret::hmac_key()?,
-        })
+        }
+    }
+
+    /// Whether records are audited (and so token hashes are worth computing).
+    pub fn audits(&self) -> bool {
+        self.audit.is_some()
     }
 
     /// Opens the record of a request as it arrives, before any phase.
-    pub fn begin(
-        self: &Arc<Self>,
-        conn: &Connection,
-        method: &http::Method,
-        uri: &http::Uri,
-        headers: &HeaderMap,
-    ) -> Record {
+    pub fn begin(self: &Arc<Self>, conn: &Connection, method: &http::Method, uri: &http::Uri) -> Record {
         self.metrics.in_flight.inc();
-        let chain = conn.identity.chain();
-        let presented = match bearer::parse(headers) {
-            bearer::BearerHeader::Absent if chain.is_empty() => "none",
-            bearer::BearerHeader::Absent => "x509",
-            _ => "token",
-        };
         let mut record = Record::default();
         record.observer = Some(self.clone());
         record.started = Some(Instant::now());
@@ -149,18 +121,11 @@ impl Observer {
         record.peer = Some(conn.peer);
         record.method = method.clone();
         record.target = uri.clone();
-        record.presented = presented;
+        record.presented = Presented::connection(&conn.identity);
         record.stream = uri.query().is_some_and(is_stream_query);
         if self.audit.is_some() {
+            let chain = conn.identity.chain();
             record.cert_sha256 = chain.first().map(|c| hex(digest::digest(&digest::SHA256, c).as_ref()));
-            let hash = |token: &str| hex(hmac::sign(&self.token_key, token.as_bytes()).as_ref());
-            record.token_hmac = match bearer::parse(headers) {
-                bearer::BearerHeader::Token(token) => Some(hash(token)),
-                _ => match websocket::extract(headers) {
-                    Ok(Some(found)) => Some(hash(&found.token)),
-                    _ => None,
-                },
-            };
         }
         record
     }
@@ -172,11 +137,11 @@ impl Observer {
         let m = &self.metrics;
         match (record.credential, record.decision) {
             (Some(kind), _) => m.authentication(kind.as_str(), true),
-            (None, Some("unauthenticated")) => m.authentication(record.presented, false),
+            (None, Some(Decision::Unauthenticated)) => m.authentication(record.presented.kind, false),
             _ => {}
         }
-        if let Some(d) = record.decision.filter(|d| *d != "unauthenticated") {
-            m.decision(d);
+        if let Some(d @ (Decision::Allow | Decision::Deny | Decision::Error)) = record.decision {
+            m.decision(d.as_str());
         }
         let upstream_failed = response.extensions().get::<UpstreamFailure>().is_some();
         if let Some(started) = record.forwarded {
@@ -188,7 +153,7 @@ impl Observer {
         }
         m.request(status, record.allowed_by.unwrap_or(""), record.verb.unwrap_or(""));
         if record.decision.is_none() {
-            record.decision = Some("rejected");
+            record.decision = Some(Decision::Rejected);
         }
         if upstream_failed {
             record.reason = Some("upstream did not answer".to_owned());
@@ -225,9 +190,9 @@ impl Observer {
                 .unwrap_or_default(),
             stage,
             peer: r.peer.map(|p| p.to_string()).unwrap_or_default(),
-            credential: r.credential.map_or(r.presented, CredentialKind::as_str),
+            credential: r.credential.map_or(r.presented.kind, CredentialKind::as_str),
             cert_sha256: r.cert_sha256.as_deref(),
-            token_hmac: r.token_hmac.as_deref(),
+            token_hmac: r.presented.token_hmac.as_deref(),
             user: r.user.as_deref().map(|u| u.name.as_str()),
             groups: r.user.as_deref().map_or(&[], |u| u.groups.as_slice()),
             method: r.method.as_str(),
@@ -235,7 +200,7 @@ impl Observer {
             subresources: r.tried,
             allowed_by: r.allowed_by,
             path: &target,
-            decision: r.decision.unwrap_or("rejected"),
+            decision: r.decision.unwrap_or(Decision::Rejected).as_str(),
             reason: r.reason.as_deref(),
             status,
             upstream_status,

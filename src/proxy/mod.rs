@@ -2,6 +2,7 @@
 //! route table, the pipeline that runs authentication and authorization, and the handlers.
 
 pub mod forward;
+pub mod outcome;
 pub mod path;
 pub mod pipeline;
 pub mod respond;

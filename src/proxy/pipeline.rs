@@ -1,40 +1,47 @@
 //! The request lifecycle, one phase after another: canonical path → mux → authenticate →
-//! authorize → dispatch → handler. Each phase either hands a typed value to the next or
-//! answers; nothing a client sends can skip one.
+//! authorize → dispatch → handler. The phases compute one [`Outcome`]; the response is read
+//! from it (or a handler gives it), and so is everything the observer records. Nothing a
+//! client sends can skip a phase.
+//!
+//! [`route`] and [`review`] are the phases that need no network; `explain` and `policy-test`
+//! run them too, so the tools and the gateway cannot decide differently.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::{Method, Request, Response};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::forward::Upstream;
-use super::path::{self, Rejection};
+use super::outcome::{Answer, Outcome, Rejected, Review, Serve};
+use super::path;
 use super::respond::{self, Body};
-use super::routes::{self, Dispatch, Handler, Mux};
-use crate::authn::{Authenticator, AuthnFailure, PeerIdentity};
+use super::routes::{self, Mux, Root};
+use crate::authn::{Authentication, Authenticator, Connection, UserInfo};
 use crate::authz::attributes::{request_verb, subresources};
-use crate::authz::{AnyAuthorizer, Verdict, review};
+use crate::authz::{AnyAuthorizer, Authorizer, Verdict};
 use crate::logs::LogServer;
-use crate::ops::observer::{Observer, Record};
+use crate::ops::observer::Observer;
 
-/// What the gateway knows about the TLS connection a request arrived on.
-pub struct Connection {
-    pub peer: SocketAddr,
-    pub identity: PeerIdentity,
+/// What the decision depends on besides the identity and the authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub node_name: String,
+    /// Feature gate `KubeletFineGrainedAuthz`.
+    pub fine_grained_authz: bool,
+    /// exec, attach, portForward and run are reviewed as `create` whatever the method.
+    pub exec_requires_create: bool,
 }
 
 /// Everything a request needs, built once at start and shared by every connection.
 pub struct Gateway {
-    pub node_name: String,
+    pub policy: Policy,
     pub authenticator: Authenticator,
     pub authorizer: AnyAuthorizer,
     pub upstream: Upstream,
     /// `/logs/` and `/containerLogs/`, served from the node's own files.
     pub logs: LogServer,
-    pub fine_grained_authz: bool,
-    pub exec_requires_create: bool,
     pub stats: Stats,
     /// Metrics and the audit log: the last phase.
     pub observer: Arc<Observer>,
@@ -49,101 +56,116 @@ pub struct Stats {
     pub reviews: AtomicU64,
 }
 
+/// The phases before authentication: the canonical-path gate, then the mux. On success, the
+/// origin-form target (exactly what is authorized and forwarded) and its mux root.
+pub fn route(method: &Method, uri: &Uri, version: Version) -> Result<(PathAndQuery, Root), Rejected> {
+    path::check(uri, version).map_err(Rejected::Path)?;
+    let target = uri
+        .path_and_query()
+        .cloned()
+        .ok_or(Rejected::Path(path::Rejection::BadRequest("no path")))?;
+    match routes::mux(target.path()) {
+        Mux::NotFound => Err(Rejected::NotFound),
+        Mux::Redirect(location) => Err(Rejected::Redirect {
+            location,
+            query: target.query().map(str::to_owned),
+            with_body: method == Method::GET || method == Method::HEAD,
+        }),
+        Mux::Known(root) => Ok((target, root)),
+    }
+}
+
+/// Authorization as the kubelet's filter loop runs it (fine-grained subresources first), then,
+/// once allowed, the REST routes under the mux root.
+pub async fn review<A: Authorizer>(
+    authorizer: &A,
+    policy: &Policy,
+    user: Arc<UserInfo>,
+    method: &Method,
+    root: Root,
+    target: PathAndQuery,
+) -> Outcome {
+    let path = target.path();
+    let verb = request_verb(method, path, policy.exec_requires_create);
+    let tried = subresources(path, policy.fine_grained_authz);
+    let verdict = crate::authz::review(authorizer, &user, verb, tried, &policy.node_name).await;
+    let dispatch = matches!(verdict, Verdict::Allowed { .. }).then(|| root.dispatch(method, path));
+    Outcome::Reviewed(Review {
+        target,
+        user,
+        verb,
+        tried,
+        verdict,
+        dispatch,
+    })
+}
+
 impl Gateway {
     pub async fn handle(&self, conn: &Connection, request: Request<Incoming>) -> Response<Body> {
-        let mut record = self
-            .observer
-            .begin(conn, request.method(), request.uri(), request.headers());
-        let response = self.phases(conn, request, &mut record).await;
-        self.observer.finish(record, response)
-    }
-
-    async fn phases(&self, conn: &Connection, request: Request<Incoming>, record: &mut Record) -> Response<Body> {
+        let mut record = self.observer.begin(conn, request.method(), request.uri());
         let (mut parts, body) = request.into_parts();
-        let method = parts.method.clone();
-
-        match path::check(&parts.uri, parts.version) {
-            Ok(()) => {}
-            Err(Rejection::TooLong) => {
-                tracing::info!(peer = %conn.peer, %method, "refused: request target too long");
-                return respond::uri_too_long();
-            }
-            Err(Rejection::BadRequest(why)) => {
-                tracing::info!(peer = %conn.peer, %method, target = ?parts.uri, "refused: {why}");
-                return respond::bad_request();
-            }
-        }
-        let Some(target) = parts.uri.path_and_query().cloned() else {
-            return respond::bad_request();
-        };
-        let path = target.path();
-
-        let root = match routes::mux(path) {
-            Mux::NotFound => return respond::mux_not_found(),
-            Mux::Redirect(to) => {
-                let with_body = method == Method::GET || method == Method::HEAD;
-                return respond::mux_redirect(to, target.query(), with_body);
-            }
-            Mux::Known(root) => root,
-        };
-
-        self.stats.authentications.fetch_add(1, Ordering::Relaxed);
-        let authenticated = match self
-            .authenticator
-            .authenticate(&mut parts.headers, &conn.identity)
-            .await
-        {
-            Ok(a) => a,
-            Err(failure) => {
-                record.authenticated(Err(&failure));
-                tracing::info!(peer = %conn.peer, %method, path, "unauthenticated: {failure:?}");
-                return match failure {
-                    AuthnFailure::Unauthorized(_) => respond::unauthorized(),
-                    AuthnFailure::Ambiguous(_) => respond::bad_request(),
-                    AuthnFailure::TooLarge => respond::header_too_large(),
-                };
+        let outcome = match route(&parts.method, &parts.uri, parts.version) {
+            Err(rejected) => Outcome::Rejected(rejected),
+            Ok((target, root)) => {
+                self.stats.authentications.fetch_add(1, Ordering::Relaxed);
+                let Authentication { result, presented } = self
+                    .authenticator
+                    .authenticate(&mut parts.headers, &conn.identity)
+                    .await;
+                record.authenticated(&result, presented);
+                match result {
+                    Err(failure) => Outcome::Unauthenticated(failure),
+                    Ok(a) => review(&self.authorizer, &self.policy, a.user, &parts.method, root, target).await,
+                }
             }
         };
-        record.authenticated(Ok(&authenticated));
-        let user = &authenticated.user;
-
-        let verb = request_verb(&method, path, self.exec_requires_create);
-        let tried = subresources(path, self.fine_grained_authz);
-        let verdict = review(
-            &self.authorizer,
-            user,
-            verb,
-            tried,
-            &self.node_name,
-            &self.stats.reviews,
-        )
-        .await;
-        record.reviewed(verb, tried, &verdict);
-        match verdict {
-            Verdict::Allowed { subresource } => {
-                tracing::debug!(user = %user.name, verb, subresource, %method, path, "allowed");
+        self.stats
+            .reviews
+            .fetch_add(outcome.reviews() as u64, Ordering::Relaxed);
+        log(&outcome, conn, &parts.method, &parts.uri);
+        record.decided(&outcome);
+        let response = match outcome.answer() {
+            Answer::Response(response) if parts.method == Method::HEAD => respond::without_body(response),
+            Answer::Response(response) => response,
+            Answer::Serve(Serve::NodeLogs, target) => {
+                self.logs.node_logs(target.path(), target.query(), &parts.headers).await
             }
-            Verdict::Forbidden => {
-                tracing::info!(user = %user.name, verb, subresources = ?tried, %method, path, "forbidden");
-                return respond::forbidden(&user.name, verb, tried);
+            Answer::Serve(Serve::ContainerLogs, target) => {
+                self.logs.container_logs(target.path(), target.query()).await
             }
-            Verdict::Failed { subresource, error } => {
-                tracing::warn!(user = %user.name, verb, subresource, %method, path, %error, "authorization error");
-                return respond::authorization_error(&user.name, verb, subresource);
-            }
-        }
-
-        match root.dispatch(&method, path) {
-            Dispatch::NoRoute => respond::route_not_found(),
-            Dispatch::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
-            Dispatch::Handle(Handler::Private(endpoint)) => respond::needs_private_api(endpoint),
-            Dispatch::Handle(Handler::NodeLogs) => self.logs.node_logs(path, target.query(), &parts.headers).await,
-            Dispatch::Handle(Handler::ContainerLogs) => self.logs.container_logs(path, target.query()).await,
-            Dispatch::Handle(Handler::ReadOnly) => {
-                parts.method = method;
+            Answer::Serve(Serve::ReadOnly, target) => {
                 record.forwarded();
+                let target = target.clone();
                 self.upstream.forward(parts, body, target, conn.peer).await
             }
+        };
+        self.observer.finish(record, response)
+    }
+}
+
+/// One log line per decision, at the level its kind deserves. Why goes here, never to the caller.
+fn log(outcome: &Outcome, conn: &Connection, method: &Method, uri: &Uri) {
+    let peer = conn.peer;
+    let path = uri.path();
+    match outcome {
+        Outcome::Rejected(Rejected::Path(_)) => {
+            let why = outcome.reason().unwrap_or_default();
+            tracing::info!(%peer, %method, target = ?uri, "refused: {why}");
         }
+        Outcome::Rejected(_) => {}
+        Outcome::Unauthenticated(failure) => {
+            tracing::info!(%peer, %method, path, "unauthenticated: {failure:?}");
+        }
+        Outcome::Reviewed(r) => match &r.verdict {
+            Verdict::Allowed { subresource } => {
+                tracing::debug!(user = %r.user.name, verb = r.verb, subresource, %method, path, "allowed");
+            }
+            Verdict::Forbidden => {
+                tracing::info!(user = %r.user.name, verb = r.verb, subresources = ?r.tried, %method, path, "forbidden");
+            }
+            Verdict::Failed { subresource, error } => {
+                tracing::warn!(user = %r.user.name, verb = r.verb, subresource, %method, path, %error, "authorization error");
+            }
+        },
     }
 }

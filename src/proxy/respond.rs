@@ -33,6 +33,27 @@ fn go_http_error(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
+/// The answer to a HEAD request: the same status and headers, no body. Go's server never sends
+/// a HEAD response's body (and over HTTP/2 a DATA frame there is a protocol error for the
+/// client); it keeps the `Content-Length` the body would have had, and so does this.
+pub fn without_body(response: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    let (mut parts, body) = response.into_parts();
+    if let Some(len) = hyper::body::Body::size_hint(&body).exact()
+        && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(
+        parts,
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    )
+}
+
 /// 401 from the kubelet's auth filter: exactly `Unauthorized`, no newline, no challenge.
 pub fn unauthorized() -> Response<Body> {
     text(StatusCode::UNAUTHORIZED, "Unauthorized")

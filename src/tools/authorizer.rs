@@ -1,80 +1,36 @@
-//! The configured authorizer as the tools use it, with a record of every review: the decision
-//! and why (the RBAC binding, role and rule that granted it, or the API server's reason). The
-//! decisions themselves come from the gateway's own code: `RbacAuthorizer`, `AlwaysAllow`, and
-//! for the webhook the same SubjectAccessReview body and the same reading of the answer, only
-//! without the cache (a one-shot tool has nothing to cache).
+//! The gateway's authorizer (built by the same start step, `app::authorization`) as the tools
+//! use it, with a record of every review: the decision and why (the RBAC binding, role and rule
+//! that granted it, or the API server's reason).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
-use crate::app::StartError;
-use crate::authz::rbac::RbacPolicy;
 use crate::authz::webhook::review_uncached;
-use crate::authz::{AlwaysAllow, Attributes, Authorizer, AuthzError, Decision, RbacAuthorizer};
-use crate::config::{AuthorizationMode, Config};
-use crate::k8s::{ApiServer, Backoff, CallPolicy};
+use crate::authz::{AnyAuthorizer, Attributes, Authorizer, AuthzError, Decision};
+use crate::config::Config;
 
-/// The authorizer the configuration names.
-pub enum Backend {
-    AlwaysAllow,
-    Rbac(RbacAuthorizer),
-    /// SubjectAccessReviews through the API server of the configured kubeconfig.
-    Webhook(Arc<ApiServer>),
-}
-
-impl Backend {
-    /// Builds the authorizer as `app::build` does, without touching certificates or ports.
-    /// Returns it with the warnings the gateway would log at start.
-    pub async fn from_config(config: &Config) -> Result<(Backend, Vec<String>), StartError> {
-        let mut warnings = Vec::new();
-        let backend = match config.authorization.mode {
-            AuthorizationMode::AlwaysAllow => {
-                warnings.push("authorization.mode is AlwaysAllow: every authenticated request is allowed".into());
-                Backend::AlwaysAllow
+/// One line for the reports: which authorizer answered.
+pub fn describe(authorizer: &AnyAuthorizer, config: &Config) -> String {
+    match authorizer {
+        AnyAuthorizer::AlwaysAllow(_) => "AlwaysAllow".into(),
+        AnyAuthorizer::Rbac(_) => {
+            let files: Vec<String> = config
+                .authorization
+                .rbac_policy_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            if files.is_empty() {
+                "RBAC (the built-in roles only)".into()
+            } else {
+                format!("RBAC ({} and the built-in roles)", files.join(", "))
             }
-            AuthorizationMode::Rbac => {
-                let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
-                warnings.extend(policy.warnings().iter().cloned());
-                Backend::Rbac(RbacAuthorizer { policy })
-            }
-            AuthorizationMode::Webhook => {
-                crate::tls::install_default_provider();
-                let policy = CallPolicy {
-                    deadline: config.api_server.request_timeout,
-                    max_in_flight: config.api_server.max_in_flight,
-                    backoff: Backoff::KUBELET,
-                };
-                Backend::Webhook(Arc::new(
-                    ApiServer::connect(config.kubeconfig.as_deref(), policy).await?,
-                ))
-            }
-        };
-        Ok((backend, warnings))
-    }
-
-    /// One line for the reports: which authorizer answered.
-    pub fn describe(&self, config: &Config) -> String {
-        match self {
-            Backend::AlwaysAllow => "AlwaysAllow".into(),
-            Backend::Rbac(_) => {
-                let files: Vec<String> = config
-                    .authorization
-                    .rbac_policy_files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                if files.is_empty() {
-                    "RBAC (the built-in roles only)".into()
-                } else {
-                    format!("RBAC ({} and the built-in roles)", files.join(", "))
-                }
-            }
-            Backend::Webhook(_) => match &config.kubeconfig {
-                Some(k) => format!("Webhook (SubjectAccessReview through {})", k.display()),
-                None => "Webhook (SubjectAccessReview through the in-cluster configuration)".into(),
-            },
         }
+        AnyAuthorizer::Webhook(_) => match &config.kubeconfig {
+            Some(k) => format!("Webhook (SubjectAccessReview through {})", k.display()),
+            None => "Webhook (SubjectAccessReview through the in-cluster configuration)".into(),
+        },
     }
 }
 
@@ -103,16 +59,16 @@ impl Review {
     }
 }
 
-/// The backend, recording each review it is asked for.
+/// The gateway's authorizer, recording each review it is asked for and why it decided so.
 pub struct Recorder<'a> {
-    backend: &'a Backend,
+    authorizer: &'a AnyAuthorizer,
     reviews: Mutex<Vec<Review>>,
 }
 
 impl<'a> Recorder<'a> {
-    pub fn new(backend: &'a Backend) -> Self {
+    pub fn new(authorizer: &'a AnyAuthorizer) -> Self {
         Recorder {
-            backend,
+            authorizer,
             reviews: Mutex::new(Vec::new()),
         }
     }
@@ -144,12 +100,12 @@ impl<'a> Recorder<'a> {
 
 impl Authorizer for Recorder<'_> {
     async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
-        let (result, reason) = match self.backend {
-            Backend::AlwaysAllow => (
-                AlwaysAllow.authorize(a).await,
+        let (result, reason) = match self.authorizer {
+            AnyAuthorizer::AlwaysAllow(z) => (
+                z.authorize(a).await,
                 Some("authorization.mode is AlwaysAllow".to_owned()),
             ),
-            Backend::Rbac(z) => {
+            AnyAuthorizer::Rbac(z) => {
                 let reason = z.grant(a).map(|g| {
                     format!(
                         "RBAC: {} grants it through {}, rule {}",
@@ -158,7 +114,9 @@ impl Authorizer for Recorder<'_> {
                 });
                 (z.authorize(a).await, reason)
             }
-            Backend::Webhook(api) => match review_uncached(api, a).await {
+            // The same review body and reading of the answer, without the cache: a one-shot
+            // tool has nothing to cache, and wants the API server's reason.
+            AnyAuthorizer::Webhook(sar) => match review_uncached(sar.api(), a).await {
                 Ok((decision, status)) => {
                     let reason = match (status.reason, status.evaluation_error) {
                         (Some(r), Some(e)) if !r.is_empty() && !e.is_empty() => {

@@ -9,22 +9,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use http::{Method, Response, Uri, Version};
+use http::{Method, Uri, Version};
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use super::authorizer::{Backend, Recorder, Review};
+use super::authorizer::{Recorder, Review};
 use crate::app::StartError;
-use crate::authn::UserInfo;
 use crate::authn::user::{self, ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP};
-use crate::authz::attributes::{request_verb, subresources};
-use crate::authz::{Attributes, Verdict, review};
+use crate::authn::{AuthnFailure, UserInfo};
+use crate::authz::{AnyAuthorizer, Attributes, Verdict};
 use crate::config::Config;
+use crate::proxy::outcome::{Answer, Outcome, Rejected, Serve};
+pub use crate::proxy::outcome::{Decision, Stage};
 use crate::proxy::path::{self, Rejection};
-use crate::proxy::respond::{self, Body};
-use crate::proxy::routes::{self, Dispatch, Handler, Mux};
+use crate::proxy::pipeline::{Policy, review, route};
+use crate::proxy::routes::{Dispatch, Handler};
 
 /// Who makes the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,33 +74,6 @@ pub struct Request {
     pub identity: Identity,
 }
 
-/// The phase that decided the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Path,
-    Route,
-    Authentication,
-    Authorization,
-    Handler,
-}
-
-/// What became of the request, in policy-test's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    /// Refused before authentication (non-canonical path, unknown path, redirect).
-    Refused,
-    /// 401: no acceptable credential.
-    Unauthenticated,
-    /// 403: no subresource allowed it.
-    Forbidden,
-    /// 500: the authorizer failed.
-    Error,
-    /// Authorized, then forwarded or answered by the handler table.
-    Allowed,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
     pub name: String,
@@ -145,6 +119,7 @@ pub struct Explanation {
     /// The handler the REST routes chose after authorization.
     pub handler: Option<String>,
     pub stage: Stage,
+    /// The same word the gateway's metrics and audit record use.
     pub decision: Decision,
     /// The status the gateway sends itself; `None` when the request is forwarded (the
     /// upstream's status is the answer).
@@ -164,36 +139,37 @@ impl Explanation {
     }
 }
 
-/// The parts of the configuration a decision depends on, and the authorizer.
+/// The parts of the configuration a decision depends on, and the gateway's authorizer.
 pub struct Explainer {
-    node_name: String,
-    fine_grained: bool,
-    exec_requires_create: bool,
+    policy: Policy,
     anonymous_enabled: bool,
     upstream: String,
-    backend: Backend,
+    authorizer: AnyAuthorizer,
     /// What the authorizer is, for the reports.
-    pub authorizer: String,
+    pub description: String,
     /// What the gateway would warn about at start (policy files, AlwaysAllow).
     pub warnings: Vec<String>,
 }
 
 impl Explainer {
     pub async fn load(config: &Config) -> Result<Explainer, StartError> {
-        let (backend, warnings) = Backend::from_config(config).await?;
+        let (authorizer, warnings) = crate::app::authorization_alone(config).await?;
         Ok(Explainer {
-            node_name: config.node_name.clone(),
-            fine_grained: config.fine_grained_authz,
-            exec_requires_create: config.authorization.exec_requires_create,
+            policy: Policy {
+                node_name: config.node_name.clone(),
+                fine_grained_authz: config.fine_grained_authz,
+                exec_requires_create: config.authorization.exec_requires_create,
+            },
             anonymous_enabled: config.authentication.anonymous,
             upstream: config.upstream.read_only.to_string(),
-            authorizer: backend.describe(config),
-            backend,
+            description: super::authorizer::describe(&authorizer, config),
+            authorizer,
             warnings,
         })
     }
 
-    /// Runs the request through the pipeline's phases and says where it stops.
+    /// Runs the request through the gateway's phases ([`route`], then [`review`] with a
+    /// recording authorizer) and reads the answer from the same [`Outcome`] the gateway does.
     pub async fn explain(&self, request: &Request) -> Explanation {
         let mut x = Explanation {
             method: request.method.to_string(),
@@ -206,7 +182,7 @@ impl Explainer {
             reviews: Vec::new(),
             handler: None,
             stage: Stage::Path,
-            decision: Decision::Refused,
+            decision: Decision::Rejected,
             status: None,
             body: None,
             headers: BTreeMap::new(),
@@ -215,58 +191,23 @@ impl Explainer {
         };
         let method = &request.method;
 
-        // Canonical path.
         let uri = match origin_form(&request.target) {
             Ok(uri) => uri,
             Err(why) => {
-                x.path_rejected = Some(why.clone());
-                return answer(x, Stage::Path, Decision::Refused, respond::bad_request(), why).await;
+                // hyper itself refuses such a target with 400 before the gateway sees it.
+                x.path_rejected = Some(why);
+                let outcome = Outcome::Rejected(Rejected::Path(Rejection::BadRequest("not a valid request target")));
+                return self.finish(x, outcome).await;
             }
         };
         x.request_target = uri.path_and_query().map(|t| t.to_string());
-        match path::check(&uri, Version::HTTP_11) {
-            Ok(()) => {}
-            Err(Rejection::TooLong) => {
-                let why = format!("request target longer than {} bytes", path::MAX_TARGET_BYTES);
-                x.path_rejected = Some(why.clone());
-                return answer(x, Stage::Path, Decision::Refused, respond::uri_too_long(), why).await;
-            }
-            Err(Rejection::BadRequest(why)) => {
-                x.path_rejected = Some(why.to_owned());
-                let why = format!("not a canonical path: {why} (refused before authentication)");
-                return answer(x, Stage::Path, Decision::Refused, respond::bad_request(), why).await;
-            }
-        }
-        let Some(target) = uri.path_and_query().cloned() else {
-            return answer(
-                x,
-                Stage::Path,
-                Decision::Refused,
-                respond::bad_request(),
-                "no path".into(),
-            )
-            .await;
-        };
-        let path = target.path();
-
-        // Mux.
-        let root = match routes::mux(path) {
-            Mux::NotFound => {
-                let why = "no endpoint of the kubelet has this path (answered before authentication)".into();
-                return answer(x, Stage::Route, Decision::Refused, respond::mux_not_found(), why).await;
-            }
-            Mux::Redirect(to) => {
-                x.route = Some(to.to_owned());
-                let with_body = method == Method::GET || method == Method::HEAD;
-                let why = format!("{to} is registered with its trailing slash: redirected before authentication");
-                let response = respond::mux_redirect(to, target.query(), with_body);
-                return answer(x, Stage::Route, Decision::Refused, response, why).await;
-            }
-            Mux::Known(root) => root,
+        let (target, root) = match route(method, &uri, Version::HTTP_11) {
+            Ok(routed) => routed,
+            Err(rejected) => return self.finish(x, Outcome::Rejected(rejected)).await,
         };
         x.route = Some(root.prefix.to_owned());
 
-        // Authentication (given, not performed).
+        // Authentication is given, not performed; only the absence of a credential is judged.
         let user = match &request.identity {
             Identity::Anonymous if !self.anonymous_enabled => {
                 x.user = Some(UserView {
@@ -275,23 +216,20 @@ impl Explainer {
                     anonymous: true,
                     authenticated_group_added: false,
                 });
-                let why = "no credential, and authentication.anonymous.enabled is false".into();
-                return answer(
-                    x,
-                    Stage::Authentication,
-                    Decision::Unauthenticated,
-                    respond::unauthorized(),
-                    why,
-                )
-                .await;
+                let why = "no credential presented and anonymous access is disabled".to_owned();
+                return self
+                    .finish(x, Outcome::Unauthenticated(AuthnFailure::Unauthorized(why)))
+                    .await;
             }
-            Identity::Anonymous => (*user::anonymous()).clone(),
-            Identity::User { name, groups } => UserInfo {
-                name: name.clone(),
-                groups: groups.clone(),
-                ..UserInfo::default()
-            }
-            .with_authenticated_group(),
+            Identity::Anonymous => user::anonymous(),
+            Identity::User { name, groups } => Arc::new(
+                UserInfo {
+                    name: name.clone(),
+                    groups: groups.clone(),
+                    ..UserInfo::default()
+                }
+                .with_authenticated_group(),
+            ),
         };
         let added = match &request.identity {
             Identity::User { groups, .. } => user.groups.len() > groups.len(),
@@ -304,89 +242,114 @@ impl Explainer {
             authenticated_group_added: added,
         });
 
-        // Attributes and the review loop.
-        let verb = request_verb(method, path, self.exec_requires_create);
-        let tried = subresources(path, self.fine_grained);
-        x.attributes = Some(AttributesView {
-            verb: verb.to_owned(),
-            resource: Attributes::RESOURCE,
-            name: self.node_name.clone(),
-            api_version: Attributes::API_VERSION,
-            subresources: tried.iter().map(|s| (*s).to_owned()).collect(),
-            exec_requires_create: self.exec_requires_create,
-            fine_grained: self.fine_grained,
-        });
-        let recorder = Recorder::new(&self.backend);
-        let verdict = review(&recorder, &user, verb, tried, &self.node_name, &AtomicU64::new(0)).await;
+        let recorder = Recorder::new(&self.authorizer);
+        let outcome = review(&recorder, &self.policy, user, method, root, target).await;
         x.reviews = recorder.into_reviews();
-        match verdict {
-            Verdict::Allowed { .. } => {}
-            Verdict::Forbidden => {
-                let why = "no subresource was allowed".into();
-                let response = respond::forbidden(&user.name, verb, tried);
-                return answer(x, Stage::Authorization, Decision::Forbidden, response, why).await;
-            }
-            Verdict::Failed { subresource, error } => {
-                let why = format!("the authorizer failed on nodes/{subresource}: {error}");
-                let response = respond::authorization_error(&user.name, verb, subresource);
-                return answer(x, Stage::Authorization, Decision::Error, response, why).await;
-            }
-        }
+        self.finish(x, outcome).await
+    }
 
-        // The REST routes and the handler.
-        match root.dispatch(method, path) {
-            Dispatch::NoRoute => {
-                x.handler = Some("none: no route under this mux pattern".into());
-                let why = "authorized, but no route matches the path".into();
-                answer(x, Stage::Handler, Decision::Allowed, respond::route_not_found(), why).await
+    /// Fills in what the outcome says: the stage, the decision, the answer, and why.
+    async fn finish(&self, mut x: Explanation, outcome: Outcome) -> Explanation {
+        x.stage = outcome.stage();
+        x.decision = outcome.decision();
+        match &outcome {
+            Outcome::Rejected(Rejected::Path(Rejection::BadRequest(why))) => {
+                x.path_rejected.get_or_insert_with(|| (*why).to_owned());
             }
-            Dispatch::MethodNotAllowed(allow) => {
-                x.handler = Some(format!("none: the route takes {allow}"));
-                let why = format!("authorized, but the route takes only {allow}");
-                answer(
-                    x,
-                    Stage::Handler,
-                    Decision::Allowed,
-                    respond::method_not_allowed(allow),
-                    why,
-                )
-                .await
+            Outcome::Rejected(Rejected::Path(Rejection::TooLong)) => {
+                x.path_rejected = Some(format!("request target longer than {} bytes", path::MAX_TARGET_BYTES));
             }
-            Dispatch::Handle(Handler::Private(endpoint)) => {
-                x.handler = Some(format!("{endpoint}: needs the kubelet's private API"));
-                let why = format!("authorized, but {endpoint} needs the kubelet's own port (not in this version)");
-                answer(
-                    x,
-                    Stage::Handler,
-                    Decision::Allowed,
-                    respond::needs_private_api(endpoint),
-                    why,
-                )
-                .await
+            Outcome::Rejected(Rejected::Redirect { location, .. }) => x.route = Some((*location).to_owned()),
+            Outcome::Reviewed(r) => {
+                x.attributes = Some(AttributesView {
+                    verb: r.verb.to_owned(),
+                    resource: Attributes::RESOURCE,
+                    name: self.policy.node_name.clone(),
+                    api_version: Attributes::API_VERSION,
+                    subresources: r.tried.iter().map(|s| (*s).to_owned()).collect(),
+                    exec_requires_create: self.policy.exec_requires_create,
+                    fine_grained: self.policy.fine_grained_authz,
+                });
+                x.handler = r.dispatch.map(|d| self.handler(d));
             }
-            Dispatch::Handle(handler @ (Handler::NodeLogs | Handler::ContainerLogs)) => {
-                let dir = if handler == Handler::NodeLogs {
-                    "logs.nodeLogDir"
-                } else {
-                    "logs.podLogDir"
-                };
-                x.handler = Some(format!("served by the gateway from {dir}"));
-                x.stage = Stage::Handler;
-                x.decision = Decision::Allowed;
-                x.why = format!("authorized and served from {dir}: the status and body depend on the files there");
-                x
+            Outcome::Rejected(Rejected::NotFound) | Outcome::Unauthenticated(_) => {}
+        }
+        x.why = self.why(&outcome, x.path_rejected.as_deref());
+        match outcome.answer() {
+            Answer::Response(response) => {
+                let (parts, body) = response.into_parts();
+                x.status = Some(parts.status.as_u16());
+                for (name, value) in &parts.headers {
+                    x.headers.insert(
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    );
+                }
+                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                x.body = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
-            Dispatch::Handle(Handler::ReadOnly) => {
-                x.handler = Some("read-only endpoint: forwarded to upstream.readOnly".into());
-                x.stage = Stage::Handler;
-                x.decision = Decision::Allowed;
-                x.forwarded_to = Some(self.upstream.clone());
-                x.why = format!(
-                    "authorized and forwarded to {}: the status and body are the upstream's",
-                    self.upstream
-                );
-                x
+            Answer::Serve(Serve::ReadOnly, _) => x.forwarded_to = Some(self.upstream.clone()),
+            Answer::Serve(Serve::NodeLogs | Serve::ContainerLogs, _) => {}
+        }
+        x
+    }
+
+    fn handler(&self, dispatch: Dispatch) -> String {
+        match dispatch {
+            Dispatch::NoRoute => "none: no route under this mux pattern".into(),
+            Dispatch::MethodNotAllowed(allow) => format!("none: the route takes {allow}"),
+            Dispatch::Handle(Handler::Private(endpoint)) => format!("{endpoint}: needs the kubelet's private API"),
+            Dispatch::Handle(Handler::NodeLogs) => "served by the gateway from logs.nodeLogDir".into(),
+            Dispatch::Handle(Handler::ContainerLogs) => "served by the gateway from logs.podLogDir".into(),
+            Dispatch::Handle(Handler::ReadOnly) => "read-only endpoint: forwarded to upstream.readOnly".into(),
+        }
+    }
+
+    /// One line for people on why the deciding phase decided so.
+    fn why(&self, outcome: &Outcome, path_rejected: Option<&str>) -> String {
+        match outcome {
+            Outcome::Rejected(Rejected::Path(Rejection::TooLong)) => path_rejected.unwrap_or_default().to_owned(),
+            Outcome::Rejected(Rejected::Path(Rejection::BadRequest(why))) => match path_rejected {
+                Some(parse) if parse != *why => parse.to_owned(),
+                _ => format!("not a canonical path: {why} (refused before authentication)"),
+            },
+            Outcome::Rejected(Rejected::NotFound) => {
+                "no endpoint of the kubelet has this path (answered before authentication)".into()
             }
+            Outcome::Rejected(Rejected::Redirect { location, .. }) => {
+                format!("{location} is registered with its trailing slash: redirected before authentication")
+            }
+            Outcome::Unauthenticated(_) => "no credential, and authentication.anonymous.enabled is false".into(),
+            Outcome::Reviewed(r) => match (&r.verdict, r.dispatch) {
+                (Verdict::Forbidden, _) => "no subresource was allowed".into(),
+                (Verdict::Failed { subresource, error }, _) => {
+                    format!("the authorizer failed on nodes/{subresource}: {error}")
+                }
+                (Verdict::Allowed { .. }, Some(Dispatch::NoRoute)) => {
+                    "authorized, but no route matches the path".into()
+                }
+                (Verdict::Allowed { .. }, Some(Dispatch::MethodNotAllowed(allow))) => {
+                    format!("authorized, but the route takes only {allow}")
+                }
+                (Verdict::Allowed { .. }, Some(Dispatch::Handle(Handler::Private(endpoint)))) => {
+                    format!("authorized, but {endpoint} needs the kubelet's own port (not in this version)")
+                }
+                (Verdict::Allowed { .. }, Some(Dispatch::Handle(Handler::ReadOnly))) => {
+                    format!(
+                        "authorized and forwarded to {}: the status and body are the upstream's",
+                        self.upstream
+                    )
+                }
+                (Verdict::Allowed { .. }, Some(Dispatch::Handle(handler))) => {
+                    let dir = if handler == Handler::NodeLogs {
+                        "logs.nodeLogDir"
+                    } else {
+                        "logs.podLogDir"
+                    };
+                    format!("authorized and served from {dir}: the status and body depend on the files there")
+                }
+                (Verdict::Allowed { .. }, None) => "authorized".into(),
+            },
         }
     }
 }
@@ -403,29 +366,6 @@ fn origin_form(target: &str) -> Result<Uri, String> {
     }
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     pq.parse().map_err(|e| format!("not a valid request target: {e}"))
-}
-
-async fn answer(
-    mut x: Explanation,
-    stage: Stage,
-    decision: Decision,
-    response: Response<Body>,
-    why: String,
-) -> Explanation {
-    let (parts, body) = response.into_parts();
-    x.stage = stage;
-    x.decision = decision;
-    x.status = Some(parts.status.as_u16());
-    for (name, value) in &parts.headers {
-        x.headers.insert(
-            name.as_str().to_owned(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        );
-    }
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    x.body = Some(String::from_utf8_lossy(&bytes).into_owned());
-    x.why = why;
-    x
 }
 
 /// The report for people.
@@ -575,13 +515,15 @@ mod tests {
     async fn rbac_explainer(policy: &str) -> Explainer {
         let policy = crate::authz::rbac::RbacPolicy::from_sources(&[("p.yaml".into(), policy.into())]).expect("policy");
         Explainer {
-            node_name: "node-a".into(),
-            fine_grained: true,
-            exec_requires_create: true,
+            policy: Policy {
+                node_name: "node-a".into(),
+                fine_grained_authz: true,
+                exec_requires_create: true,
+            },
             anonymous_enabled: false,
             upstream: "http://127.0.0.1:10255/".into(),
-            backend: Backend::Rbac(crate::authz::RbacAuthorizer { policy }),
-            authorizer: "RBAC".into(),
+            authorizer: AnyAuthorizer::Rbac(crate::authz::RbacAuthorizer { policy }),
+            description: "RBAC".into(),
             warnings: Vec::new(),
         }
     }
@@ -611,7 +553,7 @@ mod tests {
             let x = e.explain(&request(Method::GET, "/metrics/../exec", "a", &[])).await;
             assert_eq!(
                 (x.stage, x.status, x.decision),
-                (Stage::Path, Some(400), Decision::Refused)
+                (Stage::Path, Some(400), Decision::Rejected)
             );
             let x = e.explain(&request(Method::GET, "/foo", "a", &[])).await;
             assert_eq!((x.stage, x.status), (Stage::Route, Some(404)));
@@ -635,7 +577,7 @@ mod tests {
             let x = e
                 .explain(&request(Method::GET, "/exec/ns/p/c", "admin", &["system:masters"]))
                 .await;
-            assert_eq!((x.decision, x.status), (Decision::Allowed, Some(405)));
+            assert_eq!((x.decision, x.status), (Decision::Allow, Some(405)));
             assert_eq!(x.attributes.expect("attributes").verb, "create");
             assert!(
                 x.reviews[0]
@@ -647,7 +589,7 @@ mod tests {
             let x = e
                 .explain(&request(Method::GET, "/healthz", "admin", &["system:masters"]))
                 .await;
-            assert!(x.forwarded() && x.status.is_none() && x.decision == Decision::Allowed);
+            assert!(x.forwarded() && x.status.is_none() && x.decision == Decision::Allow);
 
             let anonymous = Request {
                 method: Method::GET,

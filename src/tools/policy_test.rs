@@ -151,8 +151,8 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<(Case, Request)>, ToolError> 
 /// Whether an explanation meets an expectation, and if not, why not in a few words.
 pub fn judge(expect: Expect, x: &Explanation) -> Result<(), String> {
     let ok = match expect {
-        Expect::Allow => x.decision == Decision::Allowed,
-        Expect::Deny => matches!(x.decision, Decision::Forbidden | Decision::Unauthenticated),
+        Expect::Allow => x.decision == Decision::Allow,
+        Expect::Deny => matches!(x.decision, Decision::Deny | Decision::Unauthenticated),
         Expect::Status(s) => x.status == Some(s),
     };
     if ok {
@@ -171,11 +171,11 @@ pub fn judge(expect: Expect, x: &Explanation) -> Result<(), String> {
 pub fn outcome(x: &Explanation) -> String {
     match (x.status, x.decision) {
         (None, _) => "allow: forwarded to the upstream".into(),
-        (Some(s), Decision::Allowed) => format!("allow: {s} from the handler table"),
-        (Some(s), Decision::Forbidden) => format!("deny: {s} Forbidden"),
+        (Some(s), Decision::Allow) => format!("allow: {s} from the handler table"),
+        (Some(s), Decision::Deny) => format!("deny: {s} Forbidden"),
         (Some(s), Decision::Unauthenticated) => format!("deny: {s} Unauthorized"),
         (Some(s), Decision::Error) => format!("{s} authorization error"),
-        (Some(s), Decision::Refused) => format!("{s} before authentication"),
+        (Some(s), Decision::Rejected) => format!("{s} before authentication"),
     }
 }
 
@@ -218,7 +218,7 @@ pub async fn run(explainer: &Explainer, cases: &[(Case, Request)]) -> Report {
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     Report {
-        authorizer: explainer.authorizer.clone(),
+        authorizer: explainer.description.clone(),
         passed: results.len() - failed,
         failed,
         cases: results,

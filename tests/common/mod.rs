@@ -122,15 +122,11 @@ pub struct Harness {
     /// The ops listener: `/healthz`, `/readyz`, `/metrics`.
     pub ops_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    ops_shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(tx) = self.ops_shutdown.take() {
             let _ = tx.send(());
         }
     }
@@ -174,29 +170,20 @@ impl Harness {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = Config::load(&config_path).expect("test config is valid");
-        let mut built = kubelet_gate::app::build_with(&config, setup.options.clone())
+        let built = kubelet_gate::app::build_with(&config, setup.options.clone())
             .await
             .expect("gateway builds");
-        built.spawn_background();
-        let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
-        let ops_addr = ops_listener.local_addr().expect("ops addr");
-        let (ops_tx, ops_rx) = oneshot::channel::<()>();
-        tokio::spawn(kubelet_gate::ops::serve(ops_listener, built.ops(&config), async move {
-            let _ = ops_rx.await;
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
         let gateway = built.gateway.clone();
         let reload_stats = built.reload_stats.clone();
-        tokio::spawn(kubelet_gate::server::serve(
-            listener,
-            built.tls,
-            built.gateway,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        // The product's own wiring on ephemeral ports: `app::serve` is what `serve` runs.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
+        let ops_addr = ops_listener.local_addr().expect("ops addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(kubelet_gate::app::serve(built, listener, ops_listener, async move {
+            let _ = rx.await;
+        }));
         // The self-signed CA (second block of kubelet.crt); with configured files, the test
         // trusts its own CA and leaves this empty.
         let serving_ca = std::fs::read(dir.path().join("pki/kubelet.crt"))
@@ -218,7 +205,6 @@ impl Harness {
             config,
             ops_addr,
             shutdown: Some(tx),
-            ops_shutdown: Some(ops_tx),
         }
     }
 
@@ -245,7 +231,8 @@ impl Harness {
         plain_get(self.ops_addr, path).await
     }
 
-    /// Starts the graceful shutdown of the 10250 listener (the ops listener stays).
+    /// Starts the graceful shutdown, as SIGTERM does: the 10250 listener stops accepting, open
+    /// requests finish, then the ops listener stops.
     pub fn shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

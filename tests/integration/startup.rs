@@ -389,7 +389,7 @@ async fn a_multi_resource_rule_with_resource_names_loads_everywhere() {
     ]);
     assert_eq!(code, 0, "explain: {err}");
     let x: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(x["decision"], "allowed", "{out}");
+    assert_eq!(x["decision"], "allow", "{out}");
     assert_eq!(x["reviews"][0]["subresource"], "stats", "{out}");
     let cases = dir.path().join("cases.yaml");
     std::fs::write(

@@ -716,12 +716,12 @@ async fn explain_and_policy_test_agree_with_the_running_gateway() {
         // the status (here 404: no such pod on disk).
         let served_natively = !forwarded && x.status.is_none();
         if served_natively {
-            assert_eq!(x.decision, Decision::Allowed, "{row}");
+            assert_eq!(x.decision, Decision::Allow, "{row}");
             assert!(x.why.contains("served from logs."), "{row}: {}", x.why);
             assert!(status == 200 || status == 404, "{row}: {status}");
             cases.push_str(&yaml_case(&format!("row {i}"), token, method, target, "allow"));
         } else if forwarded {
-            assert_eq!(x.decision, Decision::Allowed, "{row}");
+            assert_eq!(x.decision, Decision::Allow, "{row}");
             cases.push_str(&yaml_case(&format!("row {i}"), token, method, target, "allow"));
         } else {
             assert_eq!(x.status, Some(status), "{row}: {}", x.why);
@@ -738,7 +738,7 @@ async fn explain_and_policy_test_agree_with_the_running_gateway() {
             // allow/deny say the same in policy-test's terms.
             let verdict = match status {
                 401 | 403 => "deny",
-                _ if x.decision == Decision::Allowed => "allow",
+                _ if x.decision == Decision::Allow => "allow",
                 _ => "",
             };
             if !verdict.is_empty() {
