@@ -1,6 +1,6 @@
 //! The monotonic clock the caches read. Production uses `Instant::now()`; tests move a manual
-//! clock forward to cross a TTL without sleeping (threats.md CA-05, F20: a wall-clock step
-//! never expires or extends a cache entry).
+//! clock forward to cross a TTL without sleeping. Being monotonic, a wall-clock step never
+//! expires or extends a cache entry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,8 +1,8 @@
 //! The API server as the gateway calls it: a `kube` client from a kubeconfig (or the pod's
 //! in-cluster configuration), and `create` of review objects (and `get` of the Node and CSR
-//! objects the operator tools read) with the kubelet's retries
-//! (kubelet-behaviour.md §1.9), an overall deadline, and a cap on calls in flight, so a slow or
-//! failing API server can neither hang a request nor be flooded by the gateway.
+//! objects the operator tools read) with the kubelet's retries (kubernetes/apiserver
+//! pkg/util/webhook/webhook.go `DefaultShouldRetry`), an overall deadline, and a cap on calls
+//! in flight, so a slow or failing API server can neither hang a request nor be flooded by the gateway.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
 
-/// A review answer larger than this is refused unread (threats.md F8).
+/// A review answer larger than this is refused unread: no review is that big, and a broken or
+/// hostile API server must not make the gateway buffer without bound.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]

@@ -18,9 +18,10 @@ use crate::authn::{Connection, PeerIdentity};
 use crate::proxy::pipeline::Gateway;
 use crate::tls::TlsState;
 
-/// A client that has not finished its handshake by then is dropped (threats.md DS-02).
+/// A client that has not finished its handshake by then is dropped: a silent connection must
+/// not hold a file descriptor for ever.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An HTTP/1 client must send its request headers within this time (DS-01).
+/// An HTTP/1 client must send its request headers within this time (slowloris).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

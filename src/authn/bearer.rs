@@ -1,5 +1,6 @@
 //! Parsing of the `Authorization: Bearer` header, exactly as the API server's bearertoken
-//! authenticator reads it (kubelet-behaviour.md §1.7), plus the gateway's own limits.
+//! authenticator reads it (kubernetes/apiserver pkg/authentication/request/bearertoken/
+//! bearertoken.go), plus the gateway's own limits.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;

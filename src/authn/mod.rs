@@ -1,5 +1,5 @@
-//! Authentication: who is calling. One chain in the kubelet's order (kubelet-behaviour.md
-//! §1.2–1.3): client certificate, then bearer token (static token file, then the TokenReview
+//! Authentication: who is calling. One chain in the kubelet's order (kubernetes/apiserver
+//! pkg/authentication/authenticatorfactory/delegating.go and request/union/union.go): client certificate, then bearer token (static token file, then the TokenReview
 //! webhook), then the WebSocket subprotocol token, then anonymous. A presented credential that
 //! fails is a 401 even when anonymous access is on; only a request with no credential at all
 //! becomes `system:anonymous`.

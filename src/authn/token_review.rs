@@ -1,4 +1,6 @@
-//! Bearer tokens checked by the API server (TokenReview, kubelet-behaviour.md §1.9–1.10),
+//! Bearer tokens checked by the API server (TokenReview: kubernetes/apiserver
+//! plugin/pkg/authenticator/token/webhook/webhook.go and pkg/authentication/token/cache/
+//! cached_token_authenticator.go),
 //! behind a cache that is faithful to the kubelet where that is right (accepted and rejected
 //! tokens cached for `cacheTTL`, errors never) and better where it is weak: bounded in size,
 //! keyed by an HMAC so no token is ever held, and concurrent lookups of one token share one call.

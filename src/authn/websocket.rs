@@ -1,4 +1,5 @@
-//! The WebSocket bearer-token subprotocol (kubelet-behaviour.md §1.8): browsers cannot set
+//! The WebSocket bearer-token subprotocol (kubernetes/apiserver
+//! pkg/authentication/request/websocket/protocol.go): browsers cannot set
 //! headers on a WebSocket, so Kubernetes lets them smuggle the token in
 //! `Sec-WebSocket-Protocol` as `base64url.bearer.authorization.k8s.io.<token>`.
 

@@ -1,4 +1,5 @@
-//! Client-certificate authentication (kubelet-behaviour.md §1.6). The TLS layer only records
+//! Client-certificate authentication (kubernetes/apiserver pkg/authentication/request/x509/
+//! x509.go, `CommonNameUserConversion`). The TLS layer only records
 //! the chain a client presents; it is verified here against the client CA bundle, so a bad
 //! certificate becomes an HTTP 401 (or falls through to a token) exactly as on the kubelet.
 
@@ -118,7 +119,7 @@ impl ClientCa {
 /// and the credential id `X509SHA256=<hex of the leaf DER>`.
 pub fn user_from_leaf(leaf: &CertificateDer<'_>) -> Result<Option<UserInfo>, X509Error> {
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| X509Error::Parse(e.to_string()))?;
-    // Stricter than Go (threats.md AN-05): a certificate that can issue certificates is a CA,
+    // Stricter than Go, which accepts a CA certificate as a leaf: a certificate that can issue certificates is a CA,
     // whatever its basic constraints say, and a CA is nobody's identity.
     let signs_certificates = cert
         .key_usage()

@@ -1,5 +1,5 @@
-//! The kubelet's mapping of a request to authorization attributes (kubelet-behaviour.md
-//! §2.1–2.2, `nodeAuthorizerAttributesGetter`), plus the gateway's one deliberate difference:
+//! The kubelet's mapping of a request to authorization attributes (kubernetes
+//! pkg/kubelet/server/auth.go, `nodeAuthorizerAttributesGetter.GetRequestAttributes`), plus the gateway's one deliberate difference:
 //! the streaming endpoints are reviewed as `create` whatever the method.
 
 use http::Method;
@@ -22,7 +22,8 @@ const STREAMING_ROOTS: [&str; 4] = ["/exec", "/attach", "/portForward", "/run"];
 
 /// The verb the gateway reviews. With `exec_requires_create`, exec, attach, portForward and
 /// run are `create` for every method, so `get nodes/proxy` can never open an exec WebSocket
-/// (kubelet-behaviour.md §2.7).
+/// (a WebSocket upgrade is a GET; upstream declined the same change in kubernetes#136550 and
+/// fixed the API server's side with `AuthorizePodWebsocketUpgradeCreatePermission`).
 pub fn request_verb(method: &Method, path: &str, exec_requires_create: bool) -> &'static str {
     if exec_requires_create && STREAMING_ROOTS.iter().any(|root| is_subpath(path, root)) {
         return "create";

@@ -1,4 +1,5 @@
-//! SubjectAccessReview through the API server (kubelet-behaviour.md §2.5), cached as the
+//! SubjectAccessReview through the API server (kubernetes/apiserver
+//! plugin/pkg/authorizer/webhook/webhook.go, as the kubelet builds it), cached as the
 //! kubelet caches it (allowed for `cacheAuthorizedTTL`, denied for `cacheUnauthorizedTTL`,
 //! errors never), keyed by the whole review spec, bounded, with concurrent identical misses
 //! sharing one call.

@@ -1,5 +1,6 @@
 //! `serverTLSBootstrap`: the serving certificate through the CSR API, as the kubelet's
-//! certificate manager does it (kubelet-behaviour.md §4.2). A fresh ECDSA P-256 key, a CSR for
+//! certificate manager does it (kubernetes pkg/kubelet/certificate/kubelet.go
+//! `NewKubeletServerCertificateManager`, client-go util/certificate/certificate_manager.go). A fresh ECDSA P-256 key, a CSR for
 //! `system:node:<node>` / `system:nodes` with the node's DNS and IP addresses, signer
 //! `kubernetes.io/kubelet-serving`; wait for approval and issuance with a watch; store
 //! `kubelet-server-<time>.pem` and swap the `kubelet-server-current.pem` link; rotate at a

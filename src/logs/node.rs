@@ -1,6 +1,6 @@
 //! `/logs/` and `/logs/<path>`: the node's own log files and directory listings, as the
 //! kubelet's `http.StripPrefix("/logs/", http.FileServer(http.Dir(nodeLogDir)))` serves them
-//! (kubelet-behaviour.md §3.4; K: pkg/kubelet/kubelet.go `ServeLogs`), except that nothing
+//! (kubernetes pkg/kubelet/kubelet.go `ServeLogs`), except that nothing
 //! outside the directory is ever opened (see [`super::safe`]).
 //!
 //! Like the kubelet with its `NodeLogQuery` gate off (the default), query parameters (`query`,

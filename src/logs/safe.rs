@@ -2,8 +2,8 @@
 //! the request path, the symbolic links on the way, or a race with someone changing them.
 //! Blocking: call it from `spawn_blocking`.
 //!
-//! The kubelet's `http.Dir` stops `..` but follows symbolic links anywhere (threats.md 1.1.6,
-//! KHV047), and its CRI reader resolves links on purpose (`filepath.EvalSymlinks`). Here:
+//! The kubelet's `http.Dir` stops `..` but follows symbolic links anywhere (a pod that can
+//! write to a hostPath `/var/log` plants a link to any file: Aqua KHV047), and its CRI reader resolves links on purpose (`filepath.EvalSymlinks`). Here:
 //! 1. the root and the target are canonicalised and the target must stay under the root;
 //! 2. only directories and regular files are opened (never a FIFO, a device or a socket: their
 //!    type is checked before opening, and again on the open descriptor);

@@ -1,5 +1,6 @@
 //! Operations: the gateway's own listener for `/healthz`, `/readyz` and `/metrics` (plain
-//! HTTP on a local address, never on 10250: threats.md DS-12), the metrics the request path
+//! HTTP on a local address, never on 10250, so the gateway's own endpoints are never exposed
+//! where the kubelet's are, the CVE-2019-11248 mistake), the metrics the request path
 //! counts, and the audit log.
 
 pub mod audit;

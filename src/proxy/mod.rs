@@ -8,7 +8,7 @@ pub mod pipeline;
 pub mod respond;
 pub mod routes;
 
-/// Invariant I1 of threats.md (AZ-13, PN-15) over generated targets: whatever the gate lets
+/// The path gate's promise over generated targets: whatever the gate lets
 /// through is classified the same way on the raw path (what the gateway authorizes and
 /// forwards) as on the decoded path (what the kubelet's Go router and authorizer see).
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The canonical-path gate: a request target that could be read two ways (dot segments,
 //! doubled or encoded slashes, backslashes, control bytes, `;` parameters, non-ASCII) is
 //! refused before authentication, so the path that is authorized is byte for byte the path
-//! that is forwarded (threats.md invariant I1, rows PN-*).
+//! that is forwarded (the Envoy, Istio and kube-rbac-proxy bypasses all came from a checker
+//! and a forwarder reading one path two ways).
 
 use http::{Uri, Version};
 

@@ -1,4 +1,5 @@
-//! The kubelet's endpoint inventory (kubelet-behaviour.md §3.1–3.2) as two levels, as on the
+//! The kubelet's endpoint inventory (kubernetes pkg/kubelet/server/server.go,
+//! `InstallDefaultHandlers` and `InstallDebuggingHandlers`) as two levels, as on the
 //! kubelet: the HTTP mux, which answers unknown paths with 404 before any authentication, and
 //! the REST routes under each mux root, which are matched only after authorization.
 

@@ -1,8 +1,9 @@
 #![allow(dead_code)]
 //! A stand-in for kube-apiserver as the gateway uses it: HTTPS (h2 and HTTP/1.1) on 127.0.0.1:0
 //! serving `TokenReview` and `SubjectAccessReview` creation like the real server
-//! (kubelet-behaviour.md 1.9, 2.5), scripted Nodes and kubelet-serving CSRs to read (for
-//! `diagnose`), scriptable faults for threats.md section 4 (status codes,
+//! (kubernetes/apiserver plugin/pkg/authenticator/token/webhook, plugin/pkg/authorizer/
+//! webhook), scripted Nodes and kubelet-serving CSRs to read (for `diagnose`), scriptable
+//! faults (status codes,
 //! garbage, hangs, dropped connections, huge bodies, stop and restart on the same port), and a
 //! record of every request it received.
 //!

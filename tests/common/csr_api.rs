@@ -1,5 +1,6 @@
 #![allow(dead_code)]
-//! A stand-in for kube-apiserver as `serverTLSBootstrap` uses it (kubelet-behaviour.md 4.2):
+//! A stand-in for kube-apiserver as `serverTLSBootstrap` uses it (client-go util/certificate/csr and the
+//! certificates.k8s.io/v1 API):
 //! HTTPS (h2 and HTTP/1.1) on 127.0.0.1:0 serving the `certificates.k8s.io/v1`
 //! CertificateSigningRequest API (create, get, list, watch, delete) and the Node API (get, list,
 //! watch), plus a scriptable approver and `kubernetes.io/kubelet-serving` signer playing

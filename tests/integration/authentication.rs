@@ -1,5 +1,6 @@
-//! The kubelet's authentication outcome table (kubelet-behaviour.md §1.3), the conformance
-//! rows of §7.4 that concern authentication, and threats.md rows AN-*. The identity the
+//! The kubelet's authentication outcome table (the FailOnError union of kubernetes/apiserver
+//! pkg/authentication/authenticatorfactory/delegating.go), certificate edge cases and bearer
+//! parsing. The identity the
 //! gateway settled on is read from the 403 body, which names the user.
 
 use crate::common::pki::{ClientSpec, Eku, IntermediateOpts};
@@ -409,13 +410,13 @@ async fn webpki_checks_stricter_than_go_are_401() {
         let c = h.client_with(&leaf);
         async move { c.get(h.addr, "/pods", &[]).await.status.as_u16() }
     };
-    // AN-05: a leaf that could sign certificates is not an end entity.
+    // a leaf that could sign certificates is not an end entity.
     assert_eq!(
         status(h.client_ca.client(ClientSpec::new("x").key_cert_sign(true))).await,
         401,
         "keyCertSign leaf"
     );
-    // AN-06: an unknown critical extension. rustls's own client will not even send such a
+    // an unknown critical extension. rustls's own client will not even send such a
     // certificate, so the authenticator is asked directly.
     let ca =
         kubelet_gate::authn::x509::ClientCa::from_pem(std::path::Path::new("ca"), h.client_ca.cert_pem().as_bytes())
@@ -428,7 +429,7 @@ async fn webpki_checks_stricter_than_go_are_401() {
         ca.authenticate(&plain.chain, rustls_pki_types::UnixTime::now()),
         Ok(Some(_))
     ));
-    // AN-07: a pathLen of 0 forbids a second intermediate below the first.
+    // a pathLen of 0 forbids a second intermediate below the first.
     let first = h
         .client_ca
         .intermediate("level-1", IntermediateOpts::default().path_len(0));
@@ -448,7 +449,7 @@ async fn webpki_checks_stricter_than_go_are_401() {
         200,
         "two intermediates"
     );
-    // AN-09: a name-constrained intermediate never vouches for a subject outside its subtree.
+    // a name-constrained intermediate never vouches for a subject outside its subtree.
     // webpki cannot evaluate directoryName constraints and refuses any chain through one:
     // fail closed, even for a subject inside the subtree.
     let team = h
@@ -468,7 +469,7 @@ async fn webpki_checks_stricter_than_go_are_401() {
 #[tokio::test]
 async fn a_pathological_chain_is_refused_quickly() {
     let h = Harness::start(setup(false)).await;
-    // AN-08: 50 certificates of client-supplied "intermediates".
+    // 50 certificates of client-supplied "intermediates".
     let ca = h.client_ca.intermediate("loop-ca", IntermediateOpts::default());
     let mut extra = Vec::new();
     for _ in 0..49 {

@@ -1,6 +1,7 @@
-//! Authorization as the kubelet does it: the method × path attribute table (kubelet-behaviour.md
-//! §2.1–2.2) observed end to end through the 403 body, the route-coverage meta-test, the
-//! fine-grained fallback, exec-as-create, and RBAC evaluation. Threats rows AZ-*.
+//! Authorization as the kubelet does it: the method × path attribute table (kubernetes
+//! pkg/kubelet/server/auth_test.go `TestGetRequestAttributes`) observed end to end through the
+//! 403 body, the route-coverage meta-test (`TestAuthzCoverage`), the fine-grained fallback,
+//! exec-as-create, and RBAC evaluation.
 
 use http::Method;
 use kubelet_gate::proxy::routes::ROOTS;
@@ -162,7 +163,7 @@ async fn fine_grained_subresource_and_proxy_fallback() {
     })
     .await;
     let c = h.client();
-    // AZ-01: one review, no proxy review.
+    // one review, no proxy review.
     let before = h.reviews();
     assert_eq!(
         c.get(h.addr, "/pods", &[("authorization", "Bearer pods-t")])
@@ -171,7 +172,7 @@ async fn fine_grained_subresource_and_proxy_fallback() {
         200
     );
     assert_eq!(h.reviews() - before, 1);
-    // AZ-02: pods denied, proxy allowed: two reviews.
+    // pods denied, proxy allowed: two reviews.
     let before = h.reviews();
     assert_eq!(
         c.get(h.addr, "/pods", &[("authorization", "Bearer proxy-t")])
@@ -180,7 +181,7 @@ async fn fine_grained_subresource_and_proxy_fallback() {
         200
     );
     assert_eq!(h.reviews() - before, 2);
-    // AZ-03: stats has no proxy fallback.
+    // stats has no proxy fallback.
     let reply = c
         .get(h.addr, "/stats/summary", &[("authorization", "Bearer proxy-t")])
         .await;

@@ -1,4 +1,5 @@
-//! `serverTLSBootstrap` against a stand-in CSR API (issue 4; kubelet-behaviour.md §4.2): the
+//! `serverTLSBootstrap` against a stand-in CSR API (the kubelet's flow: kubernetes
+//! pkg/kubelet/certificate/kubelet.go, client-go util/certificate): the
 //! CSR's subject, SANs, usages, signer and key; the pending-state `internal_error`; the files
 //! and the link; reuse across a restart; rotation of a short-lived certificate while clients
 //! keep connecting; a denied CSR's reason in the log.

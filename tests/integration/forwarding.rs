@@ -1,6 +1,7 @@
-//! Forwarding to the read-only port: the exact header set the upstream sees (threats.md HH-*),
+//! Forwarding to the read-only port: the exact header set the upstream sees (no credential,
+//! identity or hop-by-hop header crosses),
 //! identity never travelling in headers, streamed bodies, and generic 502/504 answers when the
-//! upstream fails (US-06, F10, F11).
+//! upstream fails.
 
 use std::time::{Duration, Instant};
 

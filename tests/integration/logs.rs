@@ -1,6 +1,6 @@
 //! Logs served natively, end to end through the TLS gateway: log trees built on disk in a temp
 //! directory, every answer checked byte for byte against what the kubelet sends
-//! (kubelet-behaviour.md §3.3, §3.4; the sources are cited in src/logs/).
+//! (the sources are cited in src/logs/).
 
 mod container;
 mod follow;

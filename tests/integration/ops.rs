@@ -1,7 +1,7 @@
 //! The ops listener and the audit log: `/metrics` counts after a known sequence of requests,
 //! `/readyz` follows the upstream and the API server, and one audit line per request with
-//! the right fields, no token, and no way to forge a line (threats.md AU-01, AU-02, AU-04,
-//! DS-12).
+//! the right fields, no token, and no way to forge a line; the gateway's own endpoints live
+//! on that listener only, never on 10250.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! The canonical-path gate and the mux, before authentication (threats.md PN-*,
-//! kubelet-behaviour.md §3.2, §7.4 rows 13–15): non-canonical targets are 400 and unknown paths
+//! The canonical-path gate and the mux, before authentication (Go's ServeMux answers unknown
+//! paths and redirects before the kubelet's auth filter runs): non-canonical targets are 400 and unknown paths
 //! 404, with no authentication attempted, no review and nothing forwarded.
 
 use crate::common::client::parse_raw_response;

@@ -1,4 +1,5 @@
-//! Certificate changes under load (issue 4, threats.md F17, F18, TL-08): the serving
+//! Certificate changes under load, as the kubelet's dynamic certificate files reload them
+//! (kubernetes/apiserver pkg/server/dynamiccertificates): the serving
 //! certificate and the client CA bundle are replaced by atomic rename and by in-place rewrite
 //! while handshakes run every few milliseconds; none fails, new handshakes see the new material
 //! within the stated time, and broken files never replace good ones.
@@ -230,7 +231,7 @@ async fn client_ca_rotation_changes_who_is_accepted_and_the_advertised_names() {
     let names = advertised_ca_names(&h).await;
     assert!(
         mentions(&names, "test-client-ca") && mentions(&names, "new-client-ca"),
-        "TL-08"
+        "the CertificateRequest names both CAs"
     );
 
     // (b) old removed: a connection that was verified against the old bundle is verified again.

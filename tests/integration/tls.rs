@@ -1,5 +1,5 @@
 //! The listener's TLS: ALPN, protocol versions, the CertificateRequest only with a client CA,
-//! and a serving certificate that verifies for the node's names and IPs (threats.md TL-*).
+//! and a serving certificate that verifies for the node's names and IPs.
 
 use rustls::version::{TLS12, TLS13};
 

@@ -1,4 +1,5 @@
-//! `/containerLogs/{ns}/{pod}/{container}`: every query parameter of kubelet-behaviour.md §3.3,
+//! `/containerLogs/{ns}/{pod}/{container}`: every query parameter of the kubelet's
+//! `getContainerLogs` (kubernetes pkg/kubelet/server/server.go),
 //! byte for byte, and the kubelet's error bodies.
 
 use std::time::{Duration, SystemTime};
