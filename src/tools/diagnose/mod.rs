@@ -12,6 +12,7 @@ pub mod cert;
 pub mod cluster;
 pub mod connect;
 mod findings;
+pub mod x509;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
