@@ -553,6 +553,28 @@ async fn diagnose_names_the_identity_that_lacks_rbac() {
     assert_eq!(failures(&r), ["client-probe", "logs-probe"]);
 }
 
+/// What kubectl logs reports is the kubelet's 403 to the logs request itself, not the /healthz
+/// probe's (whose body names other subresources).
+#[tokio::test]
+async fn diagnose_reports_the_403_of_the_kubectl_logs_request() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), false).await;
+    let client = apiserver_client(&pki, &h);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client))).await;
+    let logs_body = "Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource(s)=[proxy])";
+    let logs = check(&r, "logs-probe", Verdict::Fail);
+    assert_eq!(logs.error.as_deref(), Some(logs_body));
+    let healthz = check(&r, "client-probe", Verdict::Fail);
+    assert_ne!(healthz.error.as_deref(), Some(logs_body));
+    assert_eq!(r.apiserver_error, Some(format!("403 {logs_body}")));
+    let text = diagnose::render(&r);
+    assert!(
+        text.lines()
+            .any(|l| l == format!("kubectl logs would report: 403 {logs_body}")),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn diagnose_command_line_exit_codes() {
     let dir = tempfile::tempdir().expect("dir");
