@@ -9,6 +9,7 @@ mod integration {
     pub mod authorization;
     pub mod bootstrap;
     pub mod clients;
+    pub mod diagnose_go;
     pub mod forwarding;
     pub mod logs;
     pub mod ops;
