@@ -232,4 +232,68 @@ mod tests {
         );
         assert_eq!(go(&[&l], &[&old, &ca.der], "10.0.0.5"), Ok(()));
     }
+
+    #[test]
+    fn a_ca_that_restricts_usages_makes_the_chain_unusable_for_serving() {
+        let ca = root("kubernetes", NOW - DAY, NOW + 365 * DAY);
+        let mut params = ca_params("client-only-ca", NOW - DAY, NOW + DAY, true);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let der = params
+            .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+            .expect("intermediate")
+            .der()
+            .to_vec();
+        let inter = Ca { params, key, der };
+        let l = leaf(&inter, "10.0.0.5", true, NOW - DAY, NOW + DAY);
+        assert_eq!(
+            go(&[&l, &inter.der], &[&ca.der], "10.0.0.5"),
+            Err("tls: failed to verify certificate: x509: certificate specifies an incompatible key usage".into())
+        );
+        let chain: Vec<Certificate> = [&l, &inter.der]
+            .iter()
+            .map(|d| Certificate::parse(d).expect("parse"))
+            .collect();
+        assert!(chain_allows_server_auth(&[&chain[0]]));
+        assert!(!chain_allows_server_auth(&[&chain[0], &chain[1]]));
+    }
+
+    #[test]
+    fn an_unhandled_critical_extension_is_refused_first() {
+        let ca = root("kubernetes", NOW - DAY, NOW + 365 * DAY);
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![SanType::IpAddress("10.0.0.5".parse().expect("ip"))];
+        p.not_before = at(NOW - 2 * DAY);
+        p.not_after = at(NOW - DAY);
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 55555, 42, 1], vec![0x05, 0x00]);
+        ext.set_criticality(true);
+        p.custom_extensions.push(ext);
+        let key = KeyPair::generate().expect("key");
+        let l = p
+            .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+            .expect("leaf")
+            .der()
+            .to_vec();
+        assert_eq!(
+            go(&[&l], &[&ca.der], "10.0.0.5"),
+            Err("tls: failed to verify certificate: x509: unhandled critical extension".into())
+        );
+    }
+
+    #[test]
+    fn a_path_length_constraint_counts_the_intermediates_below() {
+        let mut params = ca_params("kubernetes", NOW - DAY, NOW + 365 * DAY, true);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let key = KeyPair::generate().expect("key");
+        let der = params.self_signed(&key).expect("root").der().to_vec();
+        let ca = Ca { params, key, der };
+        let inter = intermediate(&ca, "kubelet-serving", NOW - DAY, NOW + DAY, true);
+        let l = leaf(&inter, "10.0.0.5", true, NOW - DAY, NOW + DAY);
+        assert_eq!(
+            go(&[&l, &inter.der], &[&ca.der], "10.0.0.5"),
+            Err("tls: failed to verify certificate: x509: too many intermediates for path length constraint".into())
+        );
+        let direct = leaf(&ca, "10.0.0.5", true, NOW - DAY, NOW + DAY);
+        assert_eq!(go(&[&direct], &[&ca.der], "10.0.0.5"), Ok(()));
+    }
 }
