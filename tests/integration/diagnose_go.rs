@@ -292,6 +292,19 @@ fn cases(pki: &Pki) -> Vec<Case> {
         ),
     );
     let impostor = pki.leaf("impostor", &Ca::new("kubernetes").server_with(serving_spec()));
+    let not_ca = cluster.intermediate("not-a-ca", IntermediateOpts::new().not_ca());
+    let via_not_ca = pki.leaf("via-not-ca", &not_ca.server_with(serving_spec()));
+    let no_more = cluster.intermediate("path-len-0", IntermediateOpts::new().path_len(0));
+    let below = no_more.intermediate("below-path-len-0", IntermediateOpts::new());
+    let too_deep = pki.leaf("too-deep", &below.server_with(serving_spec()));
+    let critical = pki.leaf(
+        "critical",
+        &cluster.client(
+            ClientSpec::new(NODE)
+                .eku(Eku::ClientAndServer)
+                .unknown_critical_ext(true),
+        ),
+    );
     let legacy_cn = pki.leaf("legacy-cn", &cluster.server_with(ServerSpec::new("localhost")));
 
     // Go-made: a SHA-1 signature (by an RSA CA) and an RSA-1024 serving key (from the cluster CA).
@@ -406,6 +419,24 @@ fn cases(pki: &Pki) -> Vec<Case> {
             &impostor,
             &ca,
             Expect::Refused("ECDSA verification failure"),
+        ),
+        case(
+            "an intermediate that is no CA",
+            &via_not_ca,
+            &ca,
+            Expect::Refused("parent certificate cannot sign this kind of certificate"),
+        ),
+        case(
+            "path length constraint exceeded",
+            &too_deep,
+            &ca,
+            Expect::Refused("x509: too many intermediates for path length constraint"),
+        ),
+        case(
+            "unhandled critical extension",
+            &critical,
+            &ca,
+            Expect::Refused("x509: unhandled critical extension"),
         ),
         Case {
             serving: None,
