@@ -1,7 +1,9 @@
 //! `diagnose`, the x509 doctor: connects to a node's port 10250 (a kubelet or a kubelet-gate)
 //! the way kube-apiserver does and says, check by check, whether kube-apiserver would accept it,
-//! with the evidence, the exact error kube-apiserver would print, and the fix
-//! (kubelet-behaviour.md §6.2–6.4).
+//! with the evidence, the exact error kube-apiserver would print, and the fix. The address and
+//! port are kube-apiserver's choice (kubernetes pkg/kubelet/client/kubelet_client.go
+//! `NodeConnectionInfoGetter`, pkg/util/node `GetPreferredNodeAddress`), the request that of
+//! `kubectl logs` (pkg/registry/core/pod/strategy.go `LogLocation`).
 //!
 //! kube-apiserver is a Go client: with `--kubelet-certificate-authority` it verifies the
 //! serving certificate as Go's `crypto/x509` does (the leaf's validity, then the dialled name,
