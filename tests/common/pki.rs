@@ -636,3 +636,33 @@ fn replace_subject(cert: &[u8], placeholder: &[u8], subject: &[u8], issuer_key: 
     body.extend(tlv(0x03, &bits));
     tlv(0x30, &body)
 }
+
+// ---- for the Go differential test of `diagnose` (tests/integration/diagnose_go.rs) ----
+
+impl Ca {
+    /// A self-signed root like [`Ca::new`], valid from `not_before` to `not_after` (an expired
+    /// or not-yet-valid cluster CA).
+    pub fn with_validity(cn: &str, not_before: Offset, not_after: Offset) -> Ca {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn_cn(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = not_before.at().into();
+        params.not_after = not_after.at().into();
+        let key = new_key();
+        let cert = params.self_signed(&key).expect("self-sign root CA");
+        Ca {
+            params: Arc::new(params),
+            key: Arc::new(key),
+            cert: cert.der().clone(),
+            chain: Vec::new(),
+        }
+    }
+
+    /// Writes the CA's certificate and its key (PKCS#8 PEM), for a tool that issues from it.
+    pub fn write_pair(&self, cert_path: &Path, key_path: &Path) {
+        self.write_pem(cert_path);
+        std::fs::write(key_path, self.key.serialize_pem())
+            .unwrap_or_else(|e| panic!("write CA key PEM to {}: {e}", key_path.display()));
+    }
+}

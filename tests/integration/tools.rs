@@ -1,5 +1,5 @@
 //! The operator tools against real servers: `diagnose` names the cause and the fix of each
-//! classic broken setup (kubelet-behaviour.md §6.3) served by the real gateway over TLS, and
+//! classic broken setup (the x509 failures behind `kubectl logs` errors) served by the real gateway over TLS, and
 //! `explain` and `policy-test` agree with what the running gateway does for the same requests.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -551,6 +551,28 @@ async fn diagnose_names_the_identity_that_lacks_rbac() {
     let logs = check(&r, "logs-probe", Verdict::Fail);
     assert!(logs.summary.contains("nodes/proxy"), "{}", logs.summary);
     assert_eq!(failures(&r), ["client-probe", "logs-probe"]);
+}
+
+/// What kubectl logs reports is the kubelet's 403 to the logs request itself, not the /healthz
+/// probe's (whose body names other subresources).
+#[tokio::test]
+async fn diagnose_reports_the_403_of_the_kubectl_logs_request() {
+    let pki = Pki::new();
+    let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), false).await;
+    let client = apiserver_client(&pki, &h);
+    let r = diagnose(&options(ip_target(&h), Some(pki.path("ca.crt")), Some(client))).await;
+    let logs_body = "Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource(s)=[proxy])";
+    let logs = check(&r, "logs-probe", Verdict::Fail);
+    assert_eq!(logs.error.as_deref(), Some(logs_body));
+    let healthz = check(&r, "client-probe", Verdict::Fail);
+    assert_ne!(healthz.error.as_deref(), Some(logs_body));
+    assert_eq!(r.apiserver_error, Some(format!("403 {logs_body}")));
+    let text = diagnose::render(&r);
+    assert!(
+        text.lines()
+            .any(|l| l == format!("kubectl logs would report: 403 {logs_body}")),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -1,22 +1,14 @@
-//! A certificate as `diagnose` judges it, and Go's `crypto/x509` rules with Go's exact error
-//! strings: what kube-apiserver (a Go client) prints when it verifies a kubelet's serving
-//! certificate (`crypto/x509/verify.go`: `isValid`, `VerifyHostname`, `HostnameError`,
-//! `UnknownAuthorityError`), plus the trust check itself through rustls/webpki.
+//! A certificate as `diagnose` describes it to people (subject, SANs, usages, fingerprint),
+//! and the checks of the client certificate as the kubelet's x509 authenticator reads it. The
+//! serving chain is judged by `x509`, Go's rules.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use rustls::client::verify_server_cert_signed_by_trust_anchor;
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{CertificateError, RootCertStore};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-/// Go's error for a certificate whose EKUs exclude server auth.
-pub const INCOMPATIBLE_USAGE: &str = "x509: certificate specifies an incompatible key usage";
-/// Go's error for a chain that does not reach the given roots.
-pub const UNKNOWN_AUTHORITY: &str = "x509: certificate signed by unknown authority";
+use super::x509::error::{InvalidReason, Window, X509Error};
 
 /// Extended key usages, when the extension is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,130 +166,33 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// `isValid`'s time check on the leaf, with Go's message.
+/// `isValid`'s time check (golang/go src/crypto/x509/verify.go), with Go's message.
 pub fn go_validity(f: &Facts, now: i64) -> Result<(), String> {
-    let expired = "x509: certificate has expired or is not yet valid";
     if now < f.not_before {
-        return Err(format!(
-            "{expired}: current time {} is before {}",
-            rfc3339(now),
-            rfc3339(f.not_before)
-        ));
+        return Err(X509Error::expired(
+            now,
+            Window::Before {
+                not_before: f.not_before,
+            },
+            &f.subject,
+        )
+        .to_string());
     }
     if now > f.not_after {
-        return Err(format!(
-            "{expired}: current time {} is after {}",
-            rfc3339(now),
-            rfc3339(f.not_after)
-        ));
+        return Err(X509Error::expired(now, Window::After { not_after: f.not_after }, &f.subject).to_string());
     }
     Ok(())
 }
 
-/// `isValid`'s EKU check on the leaf for `KeyUsages: [ServerAuth]` (the default of a TLS client).
-pub fn go_server_usage(f: &Facts) -> Result<(), String> {
-    match &f.eku {
-        Some(e) if !e.any && !e.server_auth => Err(INCOMPATIBLE_USAGE.into()),
-        _ => Ok(()),
-    }
-}
-
-/// The same for a client certificate, as the kubelet's x509 authenticator verifies it.
+/// `checkChainForKeyUsage` on the leaf alone for client auth, as the kubelet's x509
+/// authenticator verifies kube-apiserver's certificate.
 pub fn go_client_usage(f: &Facts) -> Result<(), String> {
     match &f.eku {
-        Some(e) if !e.any && !e.client_auth => Err(INCOMPATIBLE_USAGE.into()),
+        Some(e) if !e.any && !e.client_auth && !e.names.is_empty() => {
+            Err(X509Error::invalid(InvalidReason::IncompatibleUsage, &f.subject).to_string())
+        }
         _ => Ok(()),
     }
-}
-
-/// `Certificate.VerifyHostname` with `HostnameError`'s message.
-pub fn go_verify_hostname(f: &Facts, host: &str) -> Result<(), String> {
-    let candidate_ip = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .filter(|_| host.len() >= 3)
-        .unwrap_or(host);
-    if let Ok(ip) = candidate_ip.parse::<IpAddr>() {
-        if f.ips.iter().any(|c| c.to_canonical() == ip.to_canonical()) {
-            return Ok(());
-        }
-        return Err(hostname_error(f, candidate_ip));
-    }
-    let candidate = host.to_ascii_lowercase();
-    let valid_candidate = valid_hostname(&candidate, false);
-    for pattern in &f.dns {
-        let matched = if valid_candidate && valid_hostname(pattern, true) {
-            match_hostnames(pattern, &candidate)
-        } else {
-            match_exactly(pattern, &candidate)
-        };
-        if matched {
-            return Ok(());
-        }
-    }
-    Err(hostname_error(f, host))
-}
-
-/// `HostnameError.Error()`.
-fn hostname_error(f: &Facts, host: &str) -> String {
-    if !f.has_san && match_hostnames(&f.cn, host) {
-        return "x509: certificate relies on legacy Common Name field, use SANs instead".into();
-    }
-    let valid = if host.parse::<IpAddr>().is_ok() {
-        if f.ips.is_empty() {
-            return format!("x509: cannot validate certificate for {host} because it doesn't contain any IP SANs");
-        }
-        f.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-    } else {
-        f.dns.join(", ")
-    };
-    if valid.is_empty() {
-        return format!("x509: certificate is not valid for any names, but wanted to match {host}");
-    }
-    format!("x509: certificate is valid for {valid}, not {host}")
-}
-
-fn valid_hostname(host: &str, is_pattern: bool) -> bool {
-    let host = if is_pattern {
-        host
-    } else {
-        host.strip_suffix('.').unwrap_or(host)
-    };
-    if host.is_empty() {
-        return false;
-    }
-    host.split('.').enumerate().all(|(i, part)| {
-        if part.is_empty() {
-            return false;
-        }
-        if is_pattern && i == 0 && part == "*" {
-            return true;
-        }
-        part.char_indices()
-            .all(|(j, c)| c.is_ascii_alphanumeric() || (c == '-' && j != 0) || c == '_')
-    })
-}
-
-fn match_exactly(a: &str, b: &str) -> bool {
-    if a.is_empty() || a == "." || b.is_empty() || b == "." {
-        return false;
-    }
-    a.eq_ignore_ascii_case(b)
-}
-
-fn match_hostnames(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    if pattern.is_empty() || host.is_empty() {
-        return false;
-    }
-    let p: Vec<&str> = pattern.split('.').collect();
-    let h: Vec<&str> = host.split('.').collect();
-    p.len() == h.len()
-        && p.iter()
-            .zip(&h)
-            .enumerate()
-            .all(|(i, (p, h))| (i == 0 && *p == "*") || p == h)
 }
 
 /// The kubelet's self-signed pair (`<host>@<unix>` issued by `<host>-ca@<unix>`), or any
@@ -323,71 +218,6 @@ pub fn self_signed(leaf: &Facts) -> Option<String> {
         ));
     }
     None
-}
-
-/// Whether the chain reaches `roots` for the usage the leaf carries, judged at `at` (inside the
-/// leaf's validity, so that this answers only "who signed it"). `Err` carries Go's message.
-pub fn trust(
-    chain: &[Facts],
-    roots: &Arc<RootCertStore>,
-    ca_ders: &[CertificateDer<'static>],
-    at: i64,
-) -> Result<(), String> {
-    let Some((leaf, rest)) = chain.split_first() else {
-        return Err("no certificate".into());
-    };
-    // Go accepts a leaf that is itself in the roots pool (`opts.Roots.contains(c)`).
-    if ca_ders.iter().any(|c| c.as_ref() == leaf.der.as_ref()) {
-        return Ok(());
-    }
-    let intermediates: Vec<CertificateDer<'static>> = rest.iter().map(|f| f.der.clone()).collect();
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(at).unwrap_or(0)));
-    let provider = crate::tls::provider();
-    let result = if go_server_usage(leaf).is_ok() {
-        let parsed = ParsedCertificate::try_from(&leaf.der).map_err(|e| format!("unparsable certificate: {e}"))?;
-        verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            roots,
-            &intermediates,
-            time,
-            provider.signature_verification_algorithms.all,
-        )
-    } else {
-        // A certificate without server auth: judge its chain for the usage it has, so that this
-        // check says who signed it (the usage check says the rest).
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
-            .build()
-            .map_err(|e| e.to_string())?;
-        verifier.verify_client_cert(&leaf.der, &intermediates, time).map(|_| ())
-    };
-    result.map_err(|e| go_trust_error(&e))
-}
-
-fn go_trust_error(e: &rustls::Error) -> String {
-    match e {
-        rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => UNKNOWN_AUTHORITY.into(),
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                INCOMPATIBLE_USAGE.into()
-            }
-            CertificateError::ExpiredContext { time, not_after } => format!(
-                "x509: certificate has expired or is not yet valid: current time {} is after {} (a CA in the chain)",
-                rfc3339(unix(*time)),
-                rfc3339(unix(*not_after))
-            ),
-            CertificateError::NotValidYetContext { time, not_before } => format!(
-                "x509: certificate has expired or is not yet valid: current time {} is before {} (a CA in the chain)",
-                rfc3339(unix(*time)),
-                rfc3339(unix(*not_before))
-            ),
-            other => format!("the chain is not valid: {other:?}"),
-        },
-        other => format!("the chain is not valid: {other}"),
-    }
-}
-
-fn unix(t: UnixTime) -> i64 {
-    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -417,38 +247,6 @@ mod tests {
     }
 
     #[test]
-    fn hostname_errors_are_go_s() {
-        let dns_only = facts(&["node-a"], &[], "node-a@1700000000");
-        assert_eq!(
-            go_verify_hostname(&dns_only, "10.0.0.5"),
-            Err("x509: cannot validate certificate for 10.0.0.5 because it doesn't contain any IP SANs".into())
-        );
-        assert_eq!(
-            go_verify_hostname(&dns_only, "node-a.example.internal"),
-            Err("x509: certificate is valid for node-a, not node-a.example.internal".into())
-        );
-        assert_eq!(go_verify_hostname(&dns_only, "NODE-A."), Ok(()));
-        let both = facts(&["node-a", "*.nodes.example"], &["10.0.0.5", "fd00::5"], "x");
-        assert_eq!(go_verify_hostname(&both, "10.0.0.5"), Ok(()));
-        assert_eq!(go_verify_hostname(&both, "[fd00::5]"), Ok(()));
-        assert_eq!(go_verify_hostname(&both, "a.nodes.example"), Ok(()));
-        assert!(go_verify_hostname(&both, "a.b.nodes.example").is_err());
-        assert_eq!(
-            go_verify_hostname(&both, "10.0.0.6"),
-            Err("x509: certificate is valid for 10.0.0.5, fd00::5, not 10.0.0.6".into())
-        );
-        let legacy = facts(&[], &[], "node-a");
-        assert_eq!(
-            go_verify_hostname(&legacy, "node-a"),
-            Err("x509: certificate relies on legacy Common Name field, use SANs instead".into())
-        );
-        assert_eq!(
-            go_verify_hostname(&legacy, "node-b"),
-            Err("x509: certificate is not valid for any names, but wanted to match node-b".into())
-        );
-    }
-
-    #[test]
     fn validity_and_usage_messages() {
         let mut f = facts(&["a"], &[], "a");
         f.not_before = 1_700_000_000;
@@ -459,15 +257,24 @@ mod tests {
         );
         assert!(go_validity(&f, 1_699_999_999).is_err_and(|e| e.contains("is before 2023-11-14T22:13:20Z")));
         assert_eq!(go_validity(&f, 1_700_000_000), Ok(()));
-        assert_eq!(go_server_usage(&f), Ok(()));
+        assert_eq!(go_client_usage(&f), Ok(()));
         f.eku = Some(Eku {
             any: false,
             server_auth: false,
             client_auth: true,
             names: vec!["clientAuth".into()],
         });
-        assert_eq!(go_server_usage(&f), Err(INCOMPATIBLE_USAGE.into()));
         assert_eq!(go_client_usage(&f), Ok(()));
+        f.eku = Some(Eku {
+            any: false,
+            server_auth: true,
+            client_auth: false,
+            names: vec!["serverAuth".into()],
+        });
+        assert_eq!(
+            go_client_usage(&f),
+            Err("x509: certificate specifies an incompatible key usage".into())
+        );
     }
 
     #[test]

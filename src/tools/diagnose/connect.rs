@@ -2,6 +2,11 @@
 //! provider), but recording instead of judging: the certificate chain the node sends, whether it
 //! asks for a client certificate and which CA names it offers, and how the handshake ends.
 //! Then plain HTTP/1.1 `GET`s over the connection for the probes.
+//!
+//! The certificate is judged afterwards by `x509`. What the handshake itself must verify, the
+//! server's signature with its certificate's key, is verified as a Go client does (Go's
+//! signature schemes, RSA keys from 1024 bits), so that the connection works wherever
+//! kube-apiserver's would.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +20,16 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, Resumption};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::sign::CertifiedKey;
 use rustls::{AlertDescription, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
+
+use super::x509::certificate::Certificate;
+use super::x509::signature::verify_handshake_signature;
+use super::x509::tls::{SUPPORTED_SCHEMES, handshake_signature};
 
 /// Probe bodies longer than this are cut (the 403 bodies the checks read are short).
 const MAX_BODY: usize = 16 * 1024;
@@ -59,7 +67,21 @@ pub struct Probe {
 #[derive(Debug)]
 struct Recording {
     chain: Mutex<Vec<CertificateDer<'static>>>,
-    algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// src/crypto/tls/handshake_client_tls13.go (`readServerCertificate`) and key_agreement.go:
+/// the server's handshake signature, verified with its certificate's key.
+fn verify_go_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let invalid = |e: String| rustls::Error::General(format!("tls: invalid signature by the server certificate: {e}"));
+    let kind = handshake_signature(dss.scheme)
+        .ok_or_else(|| rustls::Error::General("tls: certificate used with invalid signature algorithm".into()))?;
+    let leaf = Certificate::parse(cert).map_err(|e| rustls::Error::General(format!("tls: {e}")))?;
+    verify_handshake_signature(kind, &leaf.public_key, message, dss.signature()).map_err(invalid)?;
+    Ok(HandshakeSignatureValid::assertion())
 }
 
 impl ServerCertVerifier for Recording {
@@ -84,7 +106,7 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        verify_go_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -93,11 +115,11 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        verify_go_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        SUPPORTED_SCHEMES.to_vec()
     }
 }
 
@@ -154,7 +176,6 @@ pub async fn connect(
     let provider = crate::tls::provider();
     let recording = Arc::new(Recording {
         chain: Mutex::new(Vec::new()),
-        algorithms: provider.signature_verification_algorithms,
     });
     let client = Arc::new(ClientIdentity {
         key: identity,
@@ -182,6 +203,7 @@ pub async fn connect(
                     message: format!("remote error: tls: {}", go_alert(*alert)),
                     alert: Some(*alert),
                 },
+                Some(rustls::Error::General(go)) => plain(go.clone()),
                 Some(other) => plain(format!("tls: {other}")),
                 None if e.kind() == std::io::ErrorKind::UnexpectedEof => plain("EOF".into()),
                 None => plain(e.to_string()),

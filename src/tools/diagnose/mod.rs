@@ -1,24 +1,28 @@
 //! `diagnose`, the x509 doctor: connects to a node's port 10250 (a kubelet or a kubelet-gate)
 //! the way kube-apiserver does and says, check by check, whether kube-apiserver would accept it,
-//! with the evidence, the exact error kube-apiserver would print, and the fix
-//! (kubelet-behaviour.md §6.2–6.4).
+//! with the evidence, the exact error kube-apiserver would print, and the fix. The address and
+//! port are kube-apiserver's choice (kubernetes pkg/kubelet/client/kubelet_client.go
+//! `NodeConnectionInfoGetter`, pkg/util/node `GetPreferredNodeAddress`), the request that of
+//! `kubectl logs` (pkg/registry/core/pod/strategy.go `LogLocation`).
 //!
 //! kube-apiserver is a Go client: with `--kubelet-certificate-authority` it verifies the
-//! serving certificate as Go's `crypto/x509` does (validity, then server-auth usage, then the
-//! dialled name, then the chain); without it, it verifies nothing, so certificate problems are
-//! then warnings (what would break once the flag is set), not failures.
+//! serving certificate as Go's `crypto/x509` does (the leaf's validity, then the dialled name,
+//! then the chain to the CA with each issuer's signature and validity, then the server-auth
+//! usage across the chain; `x509` is that code, ported); without it, it verifies nothing, so
+//! certificate problems are then warnings (what would break once the flag is set), not
+//! failures. The verdict and the error reported are Go's, whatever rustls would accept.
 
 pub mod cert;
 pub mod cluster;
 pub mod connect;
 mod findings;
+pub mod x509;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::RootCertStore;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -135,8 +139,7 @@ impl Report {
 /// The trust bundle kube-apiserver would use.
 pub struct Trust {
     path: String,
-    roots: Arc<RootCertStore>,
-    ders: Vec<CertificateDer<'static>>,
+    roots: x509::CertPool,
     subjects: Vec<String>,
 }
 
@@ -147,28 +150,33 @@ pub struct ClientIdentity {
     chain: Vec<Facts>,
 }
 
+/// client-go's `rootCertPool` with `AppendCertsFromPEM`: every CERTIFICATE block that parses;
+/// the others are skipped, as Go skips them. None at all is bad usage.
 fn load_trust(path: &Path) -> Result<Trust, ToolError> {
     let usage = |m: String| ToolError::Usage(format!("--kubelet-certificate-authority {}: {m}", path.display()));
     let pem = std::fs::read(path).map_err(|e| usage(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let mut ders = Vec::new();
+    let mut roots = x509::CertPool::new();
     let mut subjects = Vec::new();
+    let mut skipped = Vec::new();
     for der in CertificateDer::pem_slice_iter(&pem) {
         let der = der.map_err(|e| usage(format!("unreadable PEM: {e}")))?;
-        let facts = Facts::parse(&der).map_err(usage)?;
-        roots
-            .add(der.clone())
-            .map_err(|e| usage(format!("not a usable CA certificate: {e}")))?;
-        subjects.push(facts.subject);
-        ders.push(der);
+        match x509::Certificate::parse(&der) {
+            Ok(c) => {
+                subjects.push(c.subject.clone());
+                roots.add(c);
+            }
+            Err(e) => skipped.push(e),
+        }
     }
-    if ders.is_empty() {
-        return Err(usage("no CERTIFICATE block".into()));
+    if roots.is_empty() {
+        return Err(usage(match skipped.first() {
+            Some(e) => e.clone(),
+            None => "no CERTIFICATE block".into(),
+        }));
     }
     Ok(Trust {
         path: path.display().to_string(),
-        roots: Arc::new(roots),
-        ders,
+        roots,
         subjects,
     })
 }
@@ -234,6 +242,11 @@ pub fn unix_now() -> i64 {
 /// Runs every check. `Err` only for bad usage (unreadable files, bad flags); everything about
 /// the node itself, including "cannot connect", is a check in the report.
 pub async fn run(o: &Options) -> Result<Report, ToolError> {
+    run_at(o, unix_now()).await
+}
+
+/// `run` with kube-apiserver's clock at `now` (Unix seconds) for every certificate check.
+pub async fn run_at(o: &Options, now: i64) -> Result<Report, ToolError> {
     crate::tls::install_default_provider();
     let trust = o.ca_file.as_deref().map(load_trust).transpose()?;
     let client = match (&o.client_cert, &o.client_key) {
@@ -257,7 +270,7 @@ pub async fn run(o: &Options) -> Result<Report, ToolError> {
         ));
     }
 
-    let mut f = findings::Findings::new(trust.as_ref(), o.node.clone());
+    let mut f = findings::Findings::new(trust.as_ref(), o.node.clone(), now);
 
     // The Node and its serving CSRs.
     let mut from_node: Option<(String, u16, String)> = None;

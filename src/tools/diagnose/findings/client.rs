@@ -147,7 +147,6 @@ impl Findings<'_> {
                 ),
                 401 => {
                     unauthorized = true;
-                    self.kubelet_error.get_or_insert_with(|| format!("401 {}", p.body.trim_end()));
                     Check::new("client-probe", Verdict::Fail, "kube-apiserver's client certificate is not accepted: 401 Unauthorized")
                         .error(p.body.trim_end())
                         .evidence("the node did not verify it against its clientCAFile (another CA, expired, or no clientCAFile), and there was no other credential")
@@ -158,7 +157,6 @@ impl Findings<'_> {
                 }
                 403 => {
                     let user = forbidden_user(&p.body).unwrap_or_else(|| cn.clone());
-                    self.kubelet_error.get_or_insert_with(|| format!("403 {}", p.body.trim_end()));
                     Check::new(
                         "client-probe",
                         Verdict::Fail,
@@ -177,6 +175,19 @@ impl Findings<'_> {
         };
         self.push(c);
 
+        // What kubectl logs reports is the kubelet's answer to that request, not to /healthz
+        // (whose 403 names other subresources); /healthz's only when that request got none.
+        let answer = |p: &Probe| format!("{} {}", p.status.as_u16(), p.body.trim_end());
+        let refused = |p: &&Probe| matches!(p.status.as_u16(), 401 | 403);
+        if let Some(p) = logs.as_ref().ok().filter(refused).or(healthz
+            .as_ref()
+            .ok()
+            .filter(refused)
+            .filter(|_| logs.is_err()))
+        {
+            self.kubelet_error.get_or_insert_with(|| answer(p));
+        }
+
         let c = match logs {
             _ if unauthorized => Check::new(
                 "logs-probe",
@@ -186,8 +197,6 @@ impl Findings<'_> {
             Err(e) => Check::new("logs-probe", Verdict::Warn, format!("GET {LOGS_PROBE}: no answer")).error(e.clone()),
             Ok(p) if p.status.as_u16() == 403 => {
                 let user = forbidden_user(&p.body).unwrap_or_else(|| cn.clone());
-                self.kubelet_error
-                    .get_or_insert_with(|| format!("403 {}", p.body.trim_end()));
                 Check::new(
                     "logs-probe",
                     Verdict::Fail,

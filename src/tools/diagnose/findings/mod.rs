@@ -8,10 +8,10 @@ mod serving;
 
 use rustls::AlertDescription;
 
-use super::cert::Facts;
 use super::cluster::{Csr, CsrState, Node, NodeAddress};
 use super::connect::{ConnectError, Session};
-use super::{Check, Report, Trust, Verdict, host_port, unix_now};
+use super::x509::error::go_quote;
+use super::{Check, LOGS_PROBE, Report, Trust, Verdict, host_port};
 
 /// The report's order, whatever the order of discovery.
 const ORDER: [&str; 16] = [
@@ -54,14 +54,14 @@ pub(super) struct Findings<'a> {
 }
 
 impl<'a> Findings<'a> {
-    pub(super) fn new(trust: Option<&'a Trust>, node: Option<String>) -> Self {
+    pub(super) fn new(trust: Option<&'a Trust>, node: Option<String>, now: i64) -> Self {
         Findings {
             trust,
             node,
             host: String::new(),
             port: 0,
             via: None,
-            now: unix_now(),
+            now,
             checks: Vec::new(),
             connect_error: None,
             kubelet_error: None,
@@ -84,19 +84,21 @@ impl<'a> Findings<'a> {
         self.checks.push(c);
     }
 
+    /// The URL of the `kubectl logs` request kube-apiserver makes (pkg/registry/core/pod
+    /// `LogLocation`), for the probe's pod.
     fn url(&self) -> String {
-        format!(
-            "https://{}/containerLogs/<namespace>/<pod>/<container>",
-            host_port(&self.host, self.port)
-        )
+        format!("https://{}{LOGS_PROBE}", host_port(&self.host, self.port))
     }
 
-    fn note_tls_error(&mut self, x509: &str) {
+    /// An error of the GET as net/http reports it: src/net/http/client.go wraps it in a
+    /// `url.Error`, whose `Error()` is `Op %q: Err` (src/net/url/url.go).
+    fn get_error(&self, err: &str) -> String {
+        format!("Get {}: {err}", go_quote(&self.url()))
+    }
+
+    fn note_tls_error(&mut self, tls: &str) {
         if self.connect_error.is_none() {
-            self.connect_error = Some(format!(
-                "Get \"{}\": tls: failed to verify certificate: {x509}",
-                self.url()
-            ));
+            self.connect_error = Some(self.get_error(tls));
         }
     }
 
@@ -209,7 +211,7 @@ impl<'a> Findings<'a> {
             )),
             None => c,
         };
-        self.connect_error = Some(format!("Get \"{}\": {}", self.url(), e.message));
+        self.connect_error = Some(self.get_error(&e.message));
         self.push(c);
     }
 
@@ -316,10 +318,6 @@ impl<'a> Findings<'a> {
 }
 
 const SELF_SIGNED_FIX: &str = "Give the node a certificate from a CA kube-apiserver trusts: set serverTLSBootstrap: true in the KubeletConfiguration and approve its kubernetes.io/kubelet-serving CSRs (e.g. with kubelet-csr-approver), or set tlsCertFile/tlsPrivateKeyFile to a certificate signed by the CA in --kubelet-certificate-authority (kubelet-gate takes the same two settings).";
-
-fn midpoint(f: &Facts) -> i64 {
-    f.not_before + (f.not_after - f.not_before) / 2
-}
 
 /// `CN=x, O=y` of a DER Name (with or without its outer SEQUENCE).
 fn dn(der: &[u8]) -> String {
