@@ -1,4 +1,9 @@
 //! Unit tests of RBAC loading and evaluation against the API server's semantics.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::evaluation::{resource_matches, selector_matches};
+use super::manifest::{RBAC_GROUP, Requirement, Selector, split_documents};
 use super::*;
 
 fn try_load(yaml: &str) -> Result<RbacPolicy, RbacError> {
