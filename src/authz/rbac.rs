@@ -47,6 +47,24 @@ impl GrantRef<'_> {
     }
 }
 
+/// A cluster-scoped resource request, borrowed from the caller: the parts of upstream's
+/// `authorizer.Attributes` that RBAC reads when the namespace is empty. More general than the
+/// gateway's own `authz::Attributes` (always `nodes` in the core group), so policies can be
+/// checked against any resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub verb: &'a str,
+    /// `""` for the core group.
+    pub api_group: &'a str,
+    pub resource: &'a str,
+    /// `""` when the request names no subresource.
+    pub subresource: &'a str,
+    /// The object's name, which `resourceNames` restricts; `""` for a collection.
+    pub name: &'a str,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RbacError {
     #[error("cannot read RBAC policy {}: {source}", path.display())]
@@ -110,26 +128,16 @@ impl RbacPolicy {
     /// opinion), without allocating. Upstream visits bindings in informer order,
     /// which is unspecified; the earliest-loaded granting binding (built-ins, then files in
     /// order) is reported so `explain` output is stable.
-    #[allow(clippy::too_many_arguments)]
-    pub fn authorize(
-        &self,
-        user: &str,
-        groups: &[String],
-        verb: &str,
-        api_group: &str,
-        resource: &str,
-        subresource: &str,
-        name: &str,
-    ) -> Option<GrantRef<'_>> {
+    pub fn authorize(&self, request: &Request<'_>) -> Option<GrantRef<'_>> {
         let mut best: Option<(usize, usize)> = None;
-        let by_group = groups.iter().filter_map(|g| self.by_group.get(g.as_str()));
-        for candidates in self.by_user.get(user).into_iter().chain(by_group) {
+        let by_group = request.groups.iter().filter_map(|g| self.by_group.get(g.as_str()));
+        for candidates in self.by_user.get(request.user).into_iter().chain(by_group) {
             for &b in candidates {
                 if best.is_some_and(|(found, _)| b >= found) {
                     break; // candidate lists are ascending
                 }
                 let role = &self.roles[self.bindings[b].1];
-                if let Some(rule) = role.first_match(verb, api_group, resource, subresource, name) {
+                if let Some(rule) = role.first_match(request) {
                     best = Some((b, rule));
                     break;
                 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::Request;
 use super::manifest::{Rule, Selector};
 
 /// A ClusterRole's effective rules, indexed by the resource they name (up to any `/`) so that a
@@ -41,8 +42,9 @@ impl CompiledRole {
     }
 
     /// Index of the first rule allowing the request, as upstream's in-order visit finds it.
-    pub(super) fn first_match(&self, verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Option<usize> {
-        let allows = |&i: &usize| self.rules[i].allows(verb, group, resource, sub, name);
+    pub(super) fn first_match(&self, request: &Request<'_>) -> Option<usize> {
+        let allows = |&i: &usize| self.rules[i].allows(request);
+        let resource = request.resource;
         let head = resource.split('/').next().unwrap_or(resource);
         let named = self
             .by_resource
@@ -55,11 +57,14 @@ impl CompiledRole {
 
 impl Rule {
     /// `RuleAllows` for a resource request: nonResourceURLs are never consulted, as upstream.
-    fn allows(&self, verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> bool {
-        self.verbs.iter().any(|v| v == "*" || v == verb)
-            && self.api_groups.iter().any(|g| g == "*" || g == group)
-            && self.resources.iter().any(|r| resource_matches(r, resource, sub))
-            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == name))
+    fn allows(&self, r: &Request<'_>) -> bool {
+        self.verbs.iter().any(|v| v == "*" || v == r.verb)
+            && self.api_groups.iter().any(|g| g == "*" || g == r.api_group)
+            && self
+                .resources
+                .iter()
+                .any(|x| resource_matches(x, r.resource, r.subresource))
+            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == r.name))
     }
 }
 
