@@ -59,15 +59,15 @@ pub struct RbacAuthorizer {
 impl RbacAuthorizer {
     /// The binding, role and rule that grant these attributes, if any.
     pub fn grant(&self, a: &Attributes<'_>) -> Option<rbac::GrantRef<'_>> {
-        self.policy.authorize(
-            &a.user.name,
-            &a.user.groups,
-            a.verb,
-            "",
-            Attributes::RESOURCE,
-            a.subresource,
-            a.node_name,
-        )
+        self.policy.authorize(&rbac::Request {
+            user: &a.user.name,
+            groups: &a.user.groups,
+            verb: a.verb,
+            api_group: "",
+            resource: Attributes::RESOURCE,
+            subresource: a.subresource,
+            name: a.node_name,
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Rule;
+use super::manifest::Rule;
 
 struct BuiltinRule {
     verbs: &'static [&'static str],

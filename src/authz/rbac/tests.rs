@@ -1,5 +1,21 @@
 //! Unit tests of RBAC loading and evaluation against the API server's semantics.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::evaluation::{resource_matches, selector_matches};
+use super::manifest::{RBAC_GROUP, Requirement, Selector, split_documents};
 use super::*;
+
+/// `get nodes/proxy` on node-1 by alice, in no group; each test overrides what it varies.
+const GET_NODE_PROXY: Request<'static> = Request {
+    user: "alice",
+    groups: &[],
+    verb: "get",
+    api_group: "",
+    resource: "nodes",
+    subresource: "proxy",
+    name: "node-1",
+};
 
 fn try_load(yaml: &str) -> Result<RbacPolicy, RbacError> {
     RbacPolicy::from_sources(&[("policy.yaml".to_owned(), yaml.to_owned())])
@@ -33,7 +49,14 @@ fn rule(resource: &str, verb: &str) -> RbacPolicy {
 
 fn can(p: &RbacPolicy, user: &str, groups: &[&str], verb: &str, sub: &str) -> bool {
     let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-    p.authorize(user, &groups, verb, "", "nodes", sub, "node-1").is_some()
+    p.authorize(&Request {
+        user,
+        groups: &groups,
+        verb,
+        subresource: sub,
+        ..GET_NODE_PROXY
+    })
+    .is_some()
 }
 
 #[test]
@@ -49,7 +72,14 @@ fn verbs_match_exactly_or_by_wildcard_and_the_empty_verb_only_by_wildcard() {
 fn api_groups_match_exactly_or_by_wildcard() {
     let star = bound("{apiGroups: [\"*\"], resources: [nodes/proxy], verbs: [get]}");
     let apps = bound("{apiGroups: [apps], resources: [nodes/proxy], verbs: [get]}");
-    let ask = |p: &RbacPolicy, group| p.authorize("alice", &[], "get", group, "nodes", "proxy", "n").is_some();
+    let ask = |p: &RbacPolicy, api_group| {
+        let request = Request {
+            api_group,
+            name: "n",
+            ..GET_NODE_PROXY
+        };
+        p.authorize(&request).is_some()
+    };
     assert!(ask(&star, "") && ask(&star, "apps"));
     assert!(!ask(&apps, "") && ask(&apps, "apps"));
 }
@@ -82,8 +112,11 @@ fn resource_names_restrict_when_present() {
     let p = bound("{apiGroups: [\"\"], resources: [nodes/proxy], resourceNames: [node-1], verbs: [get]}");
     assert!(can(&p, "alice", &[], "get", "proxy"));
     assert!(
-        p.authorize("alice", &[], "get", "", "nodes", "proxy", "node-2")
-            .is_none()
+        p.authorize(&Request {
+            name: "node-2",
+            ..GET_NODE_PROXY
+        })
+        .is_none()
     );
 }
 
@@ -303,7 +336,11 @@ fn aggregation_adds_matching_cluster_roles_and_terminates_on_cycles() {
         assert_eq!(can(&p, "alice", &[], "get", sub), want, "agg nodes/{sub}");
     }
     assert!(can(&p, "bob", &[], "get", "healthz") && can(&p, "bob", &[], "get", "pods"));
-    let grant = p.authorize("alice", &[], "get", "", "nodes", "metrics", "n");
+    let grant = p.authorize(&Request {
+        subresource: "metrics",
+        name: "n",
+        ..GET_NODE_PROXY
+    });
     assert_eq!(grant.map(|g| (g.role, g.rule_index)), Some(("ClusterRole/agg", 2)));
 
     let labels = BTreeMap::from([("t".to_owned(), "k".to_owned())]);
@@ -346,8 +383,13 @@ fn builtin_kubelet_api_admin_through_a_user_binding() {
         "{kind: User, name: kube-apiserver}",
     ));
     let ask = |verb: &str, sub: &str| {
-        p.authorize("kube-apiserver", &[], verb, "", "nodes", sub, "node-1")
-            .map(GrantRef::to_grant)
+        let request = Request {
+            user: "kube-apiserver",
+            verb,
+            subresource: sub,
+            ..GET_NODE_PROXY
+        };
+        p.authorize(&request).map(GrantRef::to_grant)
     };
     let expected = Grant {
         binding: "ClusterRoleBinding/apiserver-kubelet".to_owned(),
@@ -367,15 +409,29 @@ fn system_masters_get_everything_through_builtin_cluster_admin() {
     let p = load("");
     let masters = ["system:masters".to_owned()];
     for (verb, sub) in [("get", "proxy"), ("create", "checkpoint"), ("", "log")] {
-        let grant = p
-            .authorize("root", &masters, verb, "", "nodes", sub, "n")
-            .expect("cluster-admin");
+        let request = Request {
+            user: "root",
+            groups: &masters,
+            verb,
+            subresource: sub,
+            name: "n",
+            ..GET_NODE_PROXY
+        };
+        let grant = p.authorize(&request).expect("cluster-admin");
         assert_eq!(grant.binding, "ClusterRoleBinding/cluster-admin");
         assert_eq!((grant.role, grant.rule_index), ("ClusterRole/cluster-admin", 0));
     }
     assert!(
-        p.authorize("root", &masters, "delete", "apps", "deployments", "", "x")
-            .is_some()
+        p.authorize(&Request {
+            user: "root",
+            groups: &masters,
+            verb: "delete",
+            api_group: "apps",
+            resource: "deployments",
+            subresource: "",
+            name: "x",
+        })
+        .is_some()
     );
     assert!(!can(&p, "root", &[], "get", "proxy"));
     assert!(can(&p, "system:kube-proxy", &[], "get", "") && !can(&p, "system:kube-proxy", &[], "get", "proxy"));
@@ -408,9 +464,12 @@ fn earliest_loaded_binding_wins_and_owned_grants_agree() {
         + &crb("two", "cluster-admin", "{kind: User, name: alice}");
     let p = load(&yaml);
     let groups = ["g".to_owned()];
-    let grant = p
-        .authorize("alice", &groups, "get", "", "nodes", "proxy", "n")
-        .expect("granted");
+    let request = Request {
+        groups: &groups,
+        name: "n",
+        ..GET_NODE_PROXY
+    };
+    let grant = p.authorize(&request).expect("granted");
     assert_eq!(
         (grant.binding, grant.role, grant.rule_index),
         ("ClusterRoleBinding/one", "ClusterRole/system:kubelet-api-admin", 2)
@@ -435,7 +494,11 @@ fn resource_names_with_several_resources_load_as_the_api_server_accepts_them() {
     let p =
         bound("{apiGroups: [\"\"], resources: [nodes/stats, nodes/metrics], resourceNames: [node-1], verbs: [get]}");
     assert!(can(&p, "alice", &[], "get", "stats") && can(&p, "alice", &[], "get", "metrics"));
-    let other = p.authorize("alice", &[], "get", "", "nodes", "stats", "node-b");
+    let other = p.authorize(&Request {
+        subresource: "stats",
+        name: "node-b",
+        ..GET_NODE_PROXY
+    });
     assert!(other.is_none(), "the names still restrict");
 }
 
