@@ -22,11 +22,11 @@ use crate::certs::CertError;
 use crate::certs::bootstrap::{Addresses, Bootstrap, Current};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, ServingCert as CertSource};
-use crate::k8s::{ApiServer, Backoff, ClientError};
+use crate::k8s::{ApiClient, Backoff, ClientError};
 use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
-use crate::proxy::forward::{Upstream, UpstreamUrlError};
+use crate::proxy::forward::{ReadOnlyPort, UpstreamUrlError};
 use crate::proxy::pipeline::{Gateway, Policy};
 use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
 use crate::tls::{self, ServingCert, TlsError, TlsState};
@@ -94,7 +94,7 @@ pub struct Built {
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
-    pub api: Option<Arc<ApiServer>>,
+    pub api: Option<Arc<ApiClient>>,
     /// Drains the audit queue into its file; [`Built::spawn_background`] starts it.
     pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// What the ops listener serves: `/healthz`, `/readyz`, `/metrics`.
@@ -210,7 +210,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         },
         authenticator,
         authorizer,
-        upstream: Upstream::new(
+        read_only: ReadOnlyPort::new(
             &config.upstream.read_only,
             config.upstream.connect_timeout,
             config.upstream.response_header_timeout,

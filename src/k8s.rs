@@ -82,7 +82,7 @@ pub struct CallPolicy {
     pub backoff: Backoff,
 }
 
-pub struct ApiServer {
+pub struct ApiClient {
     client: kube::Client,
     slots: Semaphore,
     policy: CallPolicy,
@@ -137,9 +137,9 @@ enum Attempt<T> {
     Fail(CallError),
 }
 
-impl ApiServer {
+impl ApiClient {
     /// A client from `kubeconfig`, or the in-cluster configuration when there is none.
-    pub async fn connect(kubeconfig: Option<&Path>, policy: CallPolicy) -> Result<ApiServer, ClientError> {
+    pub async fn connect(kubeconfig: Option<&Path>, policy: CallPolicy) -> Result<ApiClient, ClientError> {
         crate::tls::install_default_provider();
         let mut config = match kubeconfig {
             Some(path) => {
@@ -159,7 +159,7 @@ impl ApiServer {
         // kubelet's, counted and bounded by the deadline, so kube's must be off.
         config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))?;
-        Ok(ApiServer {
+        Ok(ApiClient {
             client,
             slots: Semaphore::new(policy.max_in_flight.max(1)),
             policy,

@@ -22,9 +22,9 @@ use crate::certs::bootstrap::{self, Current, Template};
 use crate::certs::{self, self_signed};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
-use crate::k8s::{ApiServer, CallPolicy};
+use crate::k8s::{ApiClient, CallPolicy};
 use crate::ops::audit::Output;
-use crate::proxy::forward::Upstream;
+use crate::proxy::forward::ReadOnlyPort;
 use crate::tls::ServingCert;
 
 /// What `check-config` verifies: everything `serve` reads, loaded and checked as `serve` loads
@@ -41,7 +41,7 @@ pub(super) struct Inputs {
     pub(super) serving: ServingInput,
     pub(super) client_ca: Option<ClientCa>,
     pub(super) token_file: Option<TokenFile>,
-    pub(super) api: Option<Arc<ApiServer>>,
+    pub(super) api: Option<Arc<ApiClient>>,
     pub(super) authorizer: AnyAuthorizer,
     pub(super) warnings: Vec<String>,
 }
@@ -99,7 +99,7 @@ impl Inputs {
         let (authorizer, authorizer_warnings) = authorization(config, api.as_ref(), &options.clock)?;
         warnings.extend(authorizer_warnings);
         // The read-only upstream's URL is checked here too; the client itself is built later.
-        Upstream::new(
+        ReadOnlyPort::new(
             &config.upstream.read_only,
             config.upstream.connect_timeout,
             config.upstream.response_header_timeout,
@@ -118,7 +118,7 @@ impl Inputs {
 
 /// The API server client, when a webhook or the CSR flow needs one. Building it reads the
 /// kubeconfig and its files; nothing is sent until a request needs it.
-async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiServer>>, StartError> {
+async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiClient>>, StartError> {
     let needs_api = config.authentication.webhook.enabled
         || config.authorization.mode == AuthorizationMode::Webhook
         || matches!(config.serving_cert, CertSource::Bootstrap { .. });
@@ -126,7 +126,7 @@ async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Ar
         return Ok(None);
     }
     Ok(Some(Arc::new(
-        ApiServer::connect(config.kubeconfig.as_deref(), call_policy(config, options)).await?,
+        ApiClient::connect(config.kubeconfig.as_deref(), call_policy(config, options)).await?,
     )))
 }
 
@@ -192,7 +192,7 @@ pub(super) fn authenticator(
     config: &Config,
     client_ca: Option<Arc<ArcSwap<ClientCa>>>,
     token_file: Option<TokenFile>,
-    api: Option<&Arc<ApiServer>>,
+    api: Option<&Arc<ApiClient>>,
     options: &BuildOptions,
 ) -> Result<Authenticator, StartError> {
     let token_reviewer = match (api, config.authentication.webhook.enabled) {
@@ -217,7 +217,7 @@ pub(super) fn authenticator(
 /// (RBAC policy oddities, AlwaysAllow). `api` is needed for Webhook mode.
 pub fn authorization(
     config: &Config,
-    api: Option<&Arc<ApiServer>>,
+    api: Option<&Arc<ApiClient>>,
     clock: &Clock,
 ) -> Result<(AnyAuthorizer, Vec<String>), StartError> {
     Ok(match config.authorization.mode {
@@ -254,7 +254,7 @@ pub async fn authorization_alone(config: &Config) -> Result<(AnyAuthorizer, Vec<
     let options = BuildOptions::default();
     let api = match config.authorization.mode {
         AuthorizationMode::Webhook => Some(Arc::new(
-            ApiServer::connect(config.kubeconfig.as_deref(), call_policy(config, &options)).await?,
+            ApiClient::connect(config.kubeconfig.as_deref(), call_policy(config, &options)).await?,
         )),
         _ => None,
     };

@@ -14,7 +14,7 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use super::secret::RandomError;
 use super::user::UserInfo;
 use crate::clock::Clock;
-use crate::k8s::{ApiServer, CallError};
+use crate::k8s::{ApiClient, CallError};
 use crate::review_cache::{CacheStats, ReviewCache};
 
 const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
@@ -22,7 +22,7 @@ const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 pub const MAX_ENTRIES: u64 = 32 * 1024;
 
 pub struct TokenReviewer {
-    api: Arc<ApiServer>,
+    api: Arc<ApiClient>,
     /// The user for an accepted token, `None` for a rejected one.
     cache: ReviewCache<[u8; 32], Option<Arc<UserInfo>>>,
     key: hmac::Key,
@@ -32,7 +32,7 @@ pub struct TokenReviewer {
 
 impl TokenReviewer {
     pub fn new(
-        api: Arc<ApiServer>,
+        api: Arc<ApiClient>,
         ttl: Duration,
         audiences: Vec<String>,
         stale_if_error: Duration,

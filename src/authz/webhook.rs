@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 
 use super::{Attributes, AuthzError, Decision};
 use crate::clock::Clock;
-use crate::k8s::{ApiServer, CallError};
+use crate::k8s::{ApiClient, CallError};
 use crate::review_cache::{CacheStats, ReviewCache};
 
 const PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
@@ -23,7 +23,7 @@ pub const MAX_ENTRIES: u64 = 8192;
 const MAX_CACHED_ATTRIBUTE_BYTES: usize = 10_000;
 
 pub struct SarAuthorizer {
-    api: Arc<ApiServer>,
+    api: Arc<ApiClient>,
     /// Keyed by the JSON of the whole review spec.
     cache: ReviewCache<String, Decision>,
     allow_ttl: Duration,
@@ -32,7 +32,7 @@ pub struct SarAuthorizer {
 
 impl SarAuthorizer {
     pub fn new(
-        api: Arc<ApiServer>,
+        api: Arc<ApiClient>,
         allow_ttl: Duration,
         deny_ttl: Duration,
         stale_if_error: Duration,
@@ -58,7 +58,7 @@ impl SarAuthorizer {
     }
 
     /// The API server client, for [`review_uncached`].
-    pub fn api(&self) -> &Arc<ApiServer> {
+    pub fn api(&self) -> &Arc<ApiClient> {
         &self.api
     }
 
@@ -90,7 +90,7 @@ impl SarAuthorizer {
 /// error), for `explain`: the same request body and the same reading of the answer as every
 /// request the gateway reviews.
 pub async fn review_uncached(
-    api: &ApiServer,
+    api: &ApiClient,
     a: &Attributes<'_>,
 ) -> Result<(Decision, SubjectAccessReviewStatus), CallError> {
     let answer = api.create(PATH, &review_for(a)).await?;

@@ -25,7 +25,7 @@ use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificat
 
 use super::CertError;
 use crate::config::NodeAddress;
-use crate::k8s::ApiServer;
+use crate::k8s::ApiClient;
 use crate::tls::ServingCert;
 
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
@@ -204,7 +204,7 @@ pub enum Addresses {
 }
 
 pub struct Bootstrap {
-    pub api: Arc<ApiServer>,
+    pub api: Arc<ApiClient>,
     pub node_name: String,
     pub cert_dir: PathBuf,
     pub addresses: Addresses,

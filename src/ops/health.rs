@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::k8s::ApiServer;
+use crate::k8s::ApiClient;
 use crate::tls::ServingCert;
 
 /// How long each check may take.
@@ -23,7 +23,7 @@ pub struct Readiness {
     /// The read-only port's `/healthz`.
     pub upstream: Uri,
     /// The API server, when a webhook needs it.
-    pub api: Option<Arc<ApiServer>>,
+    pub api: Option<Arc<ApiClient>>,
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
@@ -53,7 +53,7 @@ impl fmt::Display for Report {
 }
 
 impl Readiness {
-    pub fn new(serving: Arc<ServingCert>, upstream: &Uri, api: Option<Arc<ApiServer>>) -> Self {
+    pub fn new(serving: Arc<ServingCert>, upstream: &Uri, api: Option<Arc<ApiClient>>) -> Self {
         let mut parts = upstream.clone().into_parts();
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/healthz"));
         let upstream = Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone());

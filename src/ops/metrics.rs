@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::k8s::ApiServer;
+use crate::k8s::ApiClient;
 use crate::review_cache::CacheStats;
 use crate::tls::ServingCert;
 use crate::tls::reload::ReloadStats;
@@ -85,7 +85,7 @@ pub struct Sources {
     pub sar_cache: Option<Arc<CacheStats>>,
     pub serving: Arc<ServingCert>,
     pub reload: Arc<ReloadStats>,
-    pub api: Option<Arc<ApiServer>>,
+    pub api: Option<Arc<ApiClient>>,
 }
 
 /// The registry behind `/metrics`.

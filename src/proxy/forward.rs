@@ -30,8 +30,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// The read-only upstream and a pooled HTTP/1.1 client for it.
-pub struct Upstream {
+/// The kubelet's read-only port (`upstream.readOnly`) and a pooled HTTP/1.1 client for it.
+pub struct ReadOnlyPort {
     client: Client<HttpConnector, Incoming>,
     scheme: Scheme,
     authority: Authority,
@@ -43,10 +43,10 @@ pub struct Upstream {
 #[error("upstream URL {0} must be http:// with a host")]
 pub struct UpstreamUrlError(String);
 
-impl Upstream {
+impl ReadOnlyPort {
     /// `connect` bounds the TCP connect; `header_timeout` the wait for the response headers,
     /// after which the body streams with no total limit.
-    pub fn new(url: &Uri, connect: Duration, header_timeout: Duration) -> Result<Upstream, UpstreamUrlError> {
+    pub fn new(url: &Uri, connect: Duration, header_timeout: Duration) -> Result<ReadOnlyPort, UpstreamUrlError> {
         let invalid = || UpstreamUrlError(url.to_string());
         if url.scheme() != Some(&Scheme::HTTP) {
             return Err(invalid());
@@ -59,7 +59,7 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Ok(Upstream {
+        Ok(ReadOnlyPort {
             client,
             scheme: Scheme::HTTP,
             authority,

@@ -13,7 +13,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::forward::Upstream;
+use super::forward::ReadOnlyPort;
 use super::outcome::{Answer, Outcome, Rejected, Review, Serve};
 use super::path;
 use super::respond::{self, Body};
@@ -39,7 +39,7 @@ pub struct Gateway {
     pub policy: Policy,
     pub authenticator: Authenticator,
     pub authorizer: AnyAuthorizer,
-    pub upstream: Upstream,
+    pub read_only: ReadOnlyPort,
     /// `/logs/` and `/containerLogs/`, served from the node's own files.
     pub logs: LogServer,
     pub stats: Stats,
@@ -136,7 +136,7 @@ impl Gateway {
             Answer::Serve(Serve::ReadOnly, target) => {
                 record.forwarded();
                 let target = target.clone();
-                self.upstream.forward(parts, body, target, conn.peer).await
+                self.read_only.forward(parts, body, target, conn.peer).await
             }
         };
         self.observer.finish(record, response)

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::k8s::{ApiServer, CallError};
+use crate::k8s::{ApiClient, CallError};
 
 /// kube-apiserver's default `--kubelet-preferred-address-types`.
 pub const DEFAULT_PREFERRED: [&str; 5] = ["Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP"];
@@ -108,7 +108,7 @@ impl Node {
     }
 }
 
-pub async fn node(api: &ApiServer, name: &str) -> Result<Node, CallError> {
+pub async fn node(api: &ApiClient, name: &str) -> Result<Node, CallError> {
     let object: NodeObject = api.get(&format!("/api/v1/nodes/{name}")).await?;
     Ok(Node {
         name: name.to_owned(),
@@ -214,7 +214,7 @@ impl Csr {
 }
 
 /// The serving CSRs of `system:node:<node>`, oldest first.
-pub async fn serving_csrs(api: &ApiServer, node: &str) -> Result<Vec<Csr>, CallError> {
+pub async fn serving_csrs(api: &ApiClient, node: &str) -> Result<Vec<Csr>, CallError> {
     let list: CsrList = api
         .get(&format!(
             "{CSR_PATH}?fieldSelector=spec.signerName%3D{}",

@@ -29,7 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 
 use super::ToolError;
-use crate::k8s::{ApiServer, Backoff, CallPolicy};
+use crate::k8s::{ApiClient, Backoff, CallPolicy};
 use cert::Facts;
 
 /// What to diagnose, with kube-apiserver's own flag names.
@@ -286,7 +286,7 @@ pub async fn run_at(o: &Options, now: i64) -> Result<Report, ToolError> {
                 steps: 2,
             },
         };
-        let api = ApiServer::connect(o.kubeconfig.as_deref(), policy)
+        let api = ApiClient::connect(o.kubeconfig.as_deref(), policy)
             .await
             .map_err(|e| ToolError::Usage(e.to_string()))?;
         match cluster::node(&api, name).await {
