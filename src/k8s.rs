@@ -140,7 +140,7 @@ enum Attempt<T> {
 impl ApiClient {
     /// A client from `kubeconfig`, or the in-cluster configuration when there is none.
     pub async fn connect(kubeconfig: Option<&Path>, policy: CallPolicy) -> Result<ApiClient, ClientError> {
-        crate::tls::install_default_provider();
+        crate::crypto::install_default_provider();
         let mut config = match kubeconfig {
             Some(path) => {
                 let err = |e: &dyn std::fmt::Display| ClientError::Kubeconfig {

@@ -33,6 +33,7 @@ pub mod authz;
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod k8s;
 pub mod logs;
 pub mod ops;

@@ -61,7 +61,7 @@ pub(super) enum ServingInput {
 impl Inputs {
     pub(super) async fn read(config: &Config, options: &BuildOptions) -> Result<Inputs, StartError> {
         check_supported(config)?;
-        crate::tls::install_default_provider();
+        crate::crypto::install_default_provider();
         let mut warnings = Vec::new();
         let serving = match &config.serving_cert {
             CertSource::Files { cert, key } => ServingInput::Files(certs::load_pair(cert, key)?),

@@ -79,7 +79,7 @@ impl ClientCa {
             return Err(invalid("missing content for CA bundle \"client-ca-bundle\"".into()));
         }
         let roots = Arc::new(roots);
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), crate::tls::provider())
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), crate::crypto::provider())
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         Ok(ClientCa {

@@ -55,7 +55,7 @@ pub fn pair_from_pem(
     }
     let key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(key_path, format!("no usable private key: {e}")))?;
-    let key = crate::tls::provider()
+    let key = crate::crypto::provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| invalid(key_path, format!("unsupported private key: {e}")))?;

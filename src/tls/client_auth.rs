@@ -20,7 +20,7 @@ impl RequestClientCert {
     pub fn new(hints: Vec<DistinguishedName>) -> Self {
         RequestClientCert {
             hints,
-            algorithms: super::provider().signature_verification_algorithms,
+            algorithms: crate::crypto::provider().signature_verification_algorithms,
         }
     }
 }

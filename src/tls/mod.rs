@@ -1,5 +1,5 @@
-//! TLS for the 10250 listener: the one crypto provider, the serving-certificate resolver, and
-//! client certificates that are requested but never judged during the handshake.
+//! TLS for the 10250 listener: the serving-certificate resolver, and client certificates that
+//! are requested but never judged during the handshake. Built with [`crate::crypto::provider`].
 
 pub mod client_auth;
 pub mod reload;
@@ -26,18 +26,6 @@ pub struct TlsState {
     pub serving: Arc<ServingCert>,
 }
 
-/// The crypto provider, named here and nowhere else: every rustls configuration is built with
-/// it, so a second provider linked in by a dependency can never be picked by accident.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// Makes the same provider the process default, for libraries (the `kube` client) that build
-/// their rustls configurations with `ClientConfig::builder()`. Idempotent.
-pub fn install_default_provider() {
-    let _ = CryptoProvider::clone(&provider()).install_default();
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS configuration: {0}")]
@@ -55,7 +43,7 @@ pub fn server_config(
     min_version: TlsVersion,
     suites: &[CipherSuiteName],
 ) -> Result<ServerConfig, TlsError> {
-    let mut provider = CryptoProvider::clone(&provider());
+    let mut provider = CryptoProvider::clone(&crate::crypto::provider());
     if !suites.is_empty() {
         provider.cipher_suites.retain(|s| match s {
             SupportedCipherSuite::Tls13(_) => true,

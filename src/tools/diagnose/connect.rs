@@ -173,7 +173,7 @@ pub async fn connect(
     };
     let _ = tcp.set_nodelay(true);
 
-    let provider = crate::tls::provider();
+    let provider = crate::crypto::provider();
     let recording = Arc::new(Recording {
         chain: Mutex::new(Vec::new()),
     });

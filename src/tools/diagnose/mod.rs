@@ -247,7 +247,7 @@ pub async fn run(o: &Options) -> Result<Report, ToolError> {
 
 /// `run` with kube-apiserver's clock at `now` (Unix seconds) for every certificate check.
 pub async fn run_at(o: &Options, now: i64) -> Result<Report, ToolError> {
-    crate::tls::install_default_provider();
+    crate::crypto::install_default_provider();
     let trust = o.ca_file.as_deref().map(load_trust).transpose()?;
     let client = match (&o.client_cert, &o.client_key) {
         (Some(c), Some(k)) => Some(load_client(c, k)?),
