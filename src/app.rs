@@ -28,7 +28,8 @@ use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
 use crate::proxy::forward::{ReadOnlyPort, UpstreamUrlError};
 use crate::proxy::pipeline::{Gateway, Policy};
-use crate::tls::reload::{RECHECK_INTERVAL, RebuildTls, ReloadStats, Reloader};
+use crate::reload::{RECHECK_INTERVAL, ReloadStats, Reloader};
+use crate::tls::reload::{ClientCaFile, PairFiles, RebuildTls};
 use crate::tls::{self, ServingCert, TlsError, TlsState};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,20 +184,24 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         client_ca.as_ref().map(|ca| ca.load_full()).as_deref(),
     )?));
     let reload_stats = Arc::new(ReloadStats::default());
-    let serving_files = match &config.serving_cert {
-        CertSource::Files { cert, key } => Some((cert.clone(), key.clone())),
-        _ => None,
-    };
-    let reloader = (serving_files.is_some() || client_ca.is_some()).then(|| Reloader {
-        serving_files,
-        serving: serving.clone(),
-        client_ca_file: config.authentication.client_ca_file.clone(),
-        client_ca: client_ca.clone(),
-        tls: tls.clone(),
-        rebuild,
-        interval: options.reload_interval,
-        stats: reload_stats.clone(),
-    });
+    let mut reloader = Reloader::new(options.reload_interval, reload_stats.clone());
+    if let CertSource::Files { cert, key } = &config.serving_cert {
+        reloader.add(PairFiles {
+            what: "serving certificate",
+            cert: cert.clone(),
+            key: key.clone(),
+            slot: serving.clone(),
+        });
+    }
+    if let (Some(path), Some(current)) = (&config.authentication.client_ca_file, &client_ca) {
+        reloader.add(ClientCaFile {
+            path: path.clone(),
+            current: current.clone(),
+            tls: tls.clone(),
+            rebuild,
+        });
+    }
+    let reloader = (!reloader.is_empty()).then_some(reloader);
     let observer = Observer::new(audit);
     let authenticator = match observer.audits() {
         true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),

@@ -38,6 +38,7 @@ pub mod k8s;
 pub mod logs;
 pub mod ops;
 pub mod proxy;
+pub mod reload;
 pub mod review_cache;
 pub mod server;
 pub mod tls;

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use crate::k8s::ApiClient;
 use crate::review_cache::CacheStats;
 use crate::tls::ServingCert;
-use crate::tls::reload::ReloadStats;
+use crate::reload::ReloadStats;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use crate::authn::x509::ClientCa;
 use crate::config::{CipherSuiteName, TlsVersion};
 use client_auth::RequestClientCert;
-pub use resolver::ServingCert;
+pub use resolver::{ClientKey, KeySlot, ServingCert};
 
 /// What the listener needs per connection: the TLS configuration in force (rebuilt when the
 /// client CA changes) and the serving certificate (absent while a CSR is pending).

@@ -116,7 +116,7 @@ pub struct Harness {
     pub gateway: Arc<Gateway>,
     pub client_ca: Ca,
     pub serving_ca: Option<CertificateDer<'static>>,
-    pub reload_stats: Arc<kubelet_gate::tls::reload::ReloadStats>,
+    pub reload_stats: Arc<kubelet_gate::reload::ReloadStats>,
     pub dir: tempfile::TempDir,
     pub config: Config,
     /// The ops listener: `/healthz`, `/readyz`, `/metrics`.
