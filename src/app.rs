@@ -21,13 +21,13 @@ use crate::authz::rbac::RbacError;
 use crate::certs::CertError;
 use crate::certs::bootstrap::{Addresses, Bootstrap, Current};
 use crate::clock::Clock;
-use crate::config::{AuthorizationMode, Config, ServingCert as CertSource};
+use crate::config::{AuthorizationMode, Config, ServingCertSource};
 use crate::k8s::{ApiClient, Backoff, ClientError};
 use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
 use crate::proxy::forward::{ReadOnlyPort, UpstreamUrlError};
-use crate::proxy::pipeline::{Gateway, Policy};
+use crate::proxy::pipeline::{Pipeline, Policy};
 use crate::reload::{RECHECK_INTERVAL, ReloadStats, Reloader};
 use crate::tls::reload::{ClientCaFile, PairFiles, RebuildTls};
 use crate::tls::{self, ServingCert, TlsError, TlsState};
@@ -81,14 +81,15 @@ pub fn check_supported(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The parts of a gateway, built but not yet listening.
-pub struct Built {
-    pub gateway: Arc<Gateway>,
+/// A gateway, built but not yet listening: its request pipeline, TLS, background tasks and ops
+/// state. [`serve`] runs it.
+pub struct Gateway {
+    pub pipeline: Arc<Pipeline>,
     /// The listener's TLS configuration and serving certificate.
     pub tls: TlsState,
     pub serving: Arc<ServingCert>,
     pub reload_stats: Arc<ReloadStats>,
-    /// Watches the certificate files; [`Built::spawn_background`] starts it.
+    /// Watches the certificate files; [`Gateway::spawn_background`] starts it.
     pub reloader: Option<Reloader>,
     /// Obtains and rotates the serving certificate through the CSR API.
     pub bootstrap: Option<(Bootstrap, Option<Current>)>,
@@ -96,13 +97,13 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
     pub api: Option<Arc<ApiClient>>,
-    /// Drains the audit queue into its file; [`Built::spawn_background`] starts it.
+    /// Drains the audit queue into its file; [`Gateway::spawn_background`] starts it.
     pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// What the ops listener serves: `/healthz`, `/readyz`, `/metrics`.
     pub ops: Arc<crate::ops::Ops>,
 }
 
-impl Built {
+impl Gateway {
     /// Starts the background work (certificate reloading, the CSR flow, the audit writer) on
     /// the current runtime.
     fn spawn_background(&mut self) {
@@ -148,11 +149,11 @@ impl Default for BuildOptions {
     }
 }
 
-pub async fn build(config: &Config) -> Result<Built, StartError> {
+pub async fn build(config: &Config) -> Result<Gateway, StartError> {
     build_with(config, BuildOptions::default()).await
 }
 
-pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built, StartError> {
+pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gateway, StartError> {
     // Read and check everything first; only then write (the self-signed pair, the audit file).
     let inputs = Inputs::read(config, &options).await?;
     let api = inputs.api;
@@ -185,7 +186,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
     )?));
     let reload_stats = Arc::new(ReloadStats::default());
     let mut reloader = Reloader::new(options.reload_interval, reload_stats.clone());
-    if let CertSource::Files { cert, key } = &config.serving_cert {
+    if let ServingCertSource::Files { cert, key } = &config.serving_cert {
         reloader.add(PairFiles {
             what: "serving certificate",
             cert: cert.clone(),
@@ -207,7 +208,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),
         false => authenticator,
     };
-    let gateway = Gateway {
+    let pipeline = Pipeline {
         policy: Policy {
             node_name: config.node_name.clone(),
             fine_grained_authz: config.fine_grained_authz,
@@ -250,9 +251,9 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
     let api_in_request_path =
         config.authentication.webhook.enabled || config.authorization.mode == AuthorizationMode::Webhook;
     let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
-        requests: gateway.observer.metrics.clone(),
-        token_cache: gateway.authenticator.token_reviewer().map(|t| t.stats().clone()),
-        sar_cache: match &gateway.authorizer {
+        requests: pipeline.observer.metrics.clone(),
+        token_cache: pipeline.authenticator.token_reviewer().map(|t| t.stats().clone()),
+        sar_cache: match &pipeline.authorizer {
             AnyAuthorizer::Webhook(sar) => Some(sar.stats().clone()),
             _ => None,
         },
@@ -265,9 +266,9 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
         &config.upstream.read_only,
         api.clone().filter(|_| api_in_request_path),
     );
-    Ok(Built {
+    Ok(Gateway {
         ops: Arc::new(crate::ops::Ops { registry, readiness }),
-        gateway: Arc::new(gateway),
+        pipeline: Arc::new(pipeline),
         tls,
         serving,
         reload_stats,
@@ -282,7 +283,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Built,
 /// Binds the configured listeners, states the security posture, and serves until `shutdown`
 /// resolves.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let built = build(config).await?;
+    let gateway = build(config).await?;
     let bind = |addr| async move {
         TcpListener::bind(addr)
             .await
@@ -290,8 +291,8 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
     };
     let listener = bind(config.listen).await?;
     let ops_listener = bind(config.ops_address).await?;
-    log_posture(config, &built.warnings);
-    serve(built, listener, ops_listener, shutdown).await;
+    log_posture(config, &gateway.warnings);
+    serve(gateway, listener, ops_listener, shutdown).await;
     Ok(())
 }
 
@@ -299,25 +300,25 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
 /// listener until `shutdown` resolves (then lets open connections finish for the grace period),
 /// and stops the ops listener last.
 pub async fn serve(
-    mut built: Built,
+    mut gateway: Gateway,
     listener: TcpListener,
     ops_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    built.spawn_background();
+    gateway.spawn_background();
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(crate::ops::serve(ops_listener, built.ops.clone(), async move {
+    tokio::spawn(crate::ops::serve(ops_listener, gateway.ops.clone(), async move {
         let _ = ops_stopped.await;
     }));
-    crate::server::serve(listener, built.tls, built.gateway, shutdown).await;
+    crate::server::serve(listener, gateway.tls, gateway.pipeline, shutdown).await;
     let _ = ops_stop.send(());
 }
 
 fn log_posture(config: &Config, warnings: &[String]) {
     let source = match &config.serving_cert {
-        CertSource::Files { .. } => "files",
-        CertSource::SelfSigned => "self-signed",
-        CertSource::Bootstrap { .. } => "csr-bootstrap",
+        ServingCertSource::Files { .. } => "files",
+        ServingCertSource::SelfSigned => "self-signed",
+        ServingCertSource::Bootstrap { .. } => "csr-bootstrap",
     };
     tracing::info!(
         listen = %config.listen,

@@ -47,7 +47,7 @@ pub struct Config {
     pub node_name: String,
     pub listen: SocketAddr,
     pub cert_dir: PathBuf,
-    pub serving_cert: ServingCert,
+    pub serving_cert: ServingCertSource,
     pub tls_min_version: TlsVersion,
     /// Empty: the TLS library's defaults.
     pub tls_cipher_suites: Vec<CipherSuiteName>,
@@ -72,7 +72,7 @@ pub struct Config {
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServingCert {
+pub enum ServingCertSource {
     /// `tlsCertFile` and `tlsPrivateKeyFile`, reloaded when they change.
     Files { cert: PathBuf, key: PathBuf },
     /// `kubelet.crt`/`kubelet.key` in `cert_dir`, generated when missing or expired.
@@ -482,9 +482,9 @@ impl Config {
         let opt_path = |p: &Option<PathBuf>| p.as_deref().map(path).unwrap_or_default();
         let dur = |d: Duration| Some(format_go_duration(d));
         let (cert_files, bootstrap) = match &self.serving_cert {
-            ServingCert::Files { cert, key } => (Some((cert, key)), false),
-            ServingCert::SelfSigned => (None, false),
-            ServingCert::Bootstrap { fallback } => (fallback.as_ref().map(|(c, k)| (c, k)), true),
+            ServingCertSource::Files { cert, key } => (Some((cert, key)), false),
+            ServingCertSource::SelfSigned => (None, false),
+            ServingCertSource::Bootstrap { fallback } => (fallback.as_ref().map(|(c, k)| (c, k)), true),
         };
         let secure = self.upstream.secure.as_ref();
         RawConfig {

@@ -1,6 +1,6 @@
 //! The 10250 listener: accepts TCP, completes the TLS handshake within a deadline, records the
 //! client's certificate chain, and serves HTTP/1.1 and HTTP/2 on the connection through the
-//! gateway pipeline until shutdown.
+//! pipeline pipeline until shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::authn::{Connection, PeerIdentity};
-use crate::proxy::pipeline::Gateway;
+use crate::proxy::pipeline::Pipeline;
 use crate::tls::TlsState;
 
 /// A client that has not finished its handshake by then is dropped: a silent connection must
@@ -28,7 +28,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
 /// for at most [`SHUTDOWN_GRACE`].
-pub async fn serve(listener: TcpListener, tls: TlsState, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, tls: TlsState, pipeline: Arc<Pipeline>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -47,7 +47,7 @@ pub async fn serve(listener: TcpListener, tls: TlsState, gateway: Arc<Gateway>, 
         // The configuration in force when the connection arrives (the client CA may reload).
         let acceptor = TlsAcceptor::from(tls.config.load_full());
         let serving = tls.serving.clone();
-        let gateway = gateway.clone();
+        let pipeline = pipeline.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -77,9 +77,9 @@ pub async fn serve(listener: TcpListener, tls: TlsState, gateway: Arc<Gateway>, 
                 identity: PeerIdentity::new(chain),
             });
             let service = service_fn(move |request| {
-                let gateway = gateway.clone();
+                let pipeline = pipeline.clone();
                 let conn = conn.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(&conn, request).await) }
+                async move { Ok::<_, Infallible>(pipeline.handle(&conn, request).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder

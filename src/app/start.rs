@@ -21,7 +21,7 @@ use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
 use crate::certs::bootstrap::{self, Current, Template};
 use crate::certs::{self, self_signed};
 use crate::clock::Clock;
-use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCert as CertSource};
+use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCertSource};
 use crate::k8s::{ApiClient, CallPolicy};
 use crate::ops::audit::Output;
 use crate::proxy::forward::ReadOnlyPort;
@@ -64,10 +64,10 @@ impl Inputs {
         crate::crypto::install_default_provider();
         let mut warnings = Vec::new();
         let serving = match &config.serving_cert {
-            CertSource::Files { cert, key } => ServingInput::Files(certs::load_pair(cert, key)?),
-            CertSource::SelfSigned => ServingInput::SelfSigned,
+            ServingCertSource::Files { cert, key } => ServingInput::Files(certs::load_pair(cert, key)?),
+            ServingCertSource::SelfSigned => ServingInput::SelfSigned,
             // The kubelet store's order: the stored current certificate, then the configured files.
-            CertSource::Bootstrap { fallback } => {
+            ServingCertSource::Bootstrap { fallback } => {
                 let current = bootstrap::load_current(&config.cert_dir, bootstrap_template(config).as_ref());
                 let key = match (&current, fallback) {
                     (Some(c), _) => Some(c.key.clone()),
@@ -121,7 +121,7 @@ impl Inputs {
 async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiClient>>, StartError> {
     let needs_api = config.authentication.webhook.enabled
         || config.authorization.mode == AuthorizationMode::Webhook
-        || matches!(config.serving_cert, CertSource::Bootstrap { .. });
+        || matches!(config.serving_cert, ServingCertSource::Bootstrap { .. });
     if !needs_api {
         return Ok(None);
     }

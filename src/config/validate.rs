@@ -124,9 +124,9 @@ impl Validator<'_> {
             ("tlsPrivateKeyFile", raw.tls_private_key_file),
         )?;
         let serving_cert = match (raw.server_tls_bootstrap.unwrap_or(false), files) {
-            (true, fallback) => ServingCert::Bootstrap { fallback },
-            (false, Some((cert, key))) => ServingCert::Files { cert, key },
-            (false, None) => ServingCert::SelfSigned,
+            (true, fallback) => ServingCertSource::Bootstrap { fallback },
+            (false, Some((cert, key))) => ServingCertSource::Files { cert, key },
+            (false, None) => ServingCertSource::SelfSigned,
         };
 
         let tls_min_version = match raw.tls_min_version.as_deref().unwrap_or("") {

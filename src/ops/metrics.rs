@@ -14,9 +14,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::k8s::ApiClient;
+use crate::reload::ReloadStats;
 use crate::review_cache::CacheStats;
 use crate::tls::ServingCert;
-use crate::reload::ReloadStats;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -35,7 +35,7 @@ pub struct Policy {
 }
 
 /// Everything a request needs, built once at start and shared by every connection.
-pub struct Gateway {
+pub struct Pipeline {
     pub policy: Policy,
     pub authenticator: Authenticator,
     pub authorizer: AnyAuthorizer,
@@ -100,7 +100,7 @@ pub async fn review<A: Authorizer>(
     })
 }
 
-impl Gateway {
+impl Pipeline {
     pub async fn handle(&self, conn: &Connection, request: Request<Incoming>) -> Response<Body> {
         let mut record = self.observer.begin(conn, request.method(), request.uri());
         let (mut parts, body) = request.into_parts();

@@ -1,6 +1,6 @@
 //! `explain`: what the gateway would do with one request from a given identity, phase by phase.
 //!
-//! The phases are the pipeline's (`proxy::pipeline::Gateway::handle`), in its order, calling the
+//! The phases are the pipeline's (`proxy::pipeline::Pipeline::handle`), in its order, calling the
 //! same functions: [`path::check`], [`routes::mux`], the authenticated-group adder,
 //! [`request_verb`] and [`subresources`], the review loop [`review`] (with a recording
 //! authorizer), [`Root::dispatch`](crate::proxy::routes::Root::dispatch), and the bodies of

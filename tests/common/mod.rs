@@ -16,14 +16,14 @@ use std::sync::atomic::Ordering;
 
 use kubelet_gate::app::BuildOptions;
 use kubelet_gate::config::Config;
-use kubelet_gate::proxy::pipeline::Gateway;
+use kubelet_gate::proxy::pipeline::Pipeline;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::oneshot;
 
 use client::TlsClient;
 use pki::{Ca, Leaf};
-use upstream::Upstream;
+use upstream::ReadOnlyStandIn;
 
 pub const NODE: &str = "node-a";
 
@@ -112,8 +112,8 @@ fn grant(kind: &str, name: &str, resources: &[&str], verbs: &[&str]) -> String {
 /// A running gateway, its stand-in upstream, and the PKI around them.
 pub struct Harness {
     pub addr: SocketAddr,
-    pub upstream: Upstream,
-    pub gateway: Arc<Gateway>,
+    pub upstream: ReadOnlyStandIn,
+    pub pipeline: Arc<Pipeline>,
     pub client_ca: Ca,
     pub serving_ca: Option<CertificateDer<'static>>,
     pub reload_stats: Arc<kubelet_gate::reload::ReloadStats>,
@@ -134,16 +134,16 @@ impl Drop for Harness {
 
 impl Harness {
     pub async fn start(setup: Setup) -> Harness {
-        let upstream = Upstream::start().await;
+        let upstream = ReadOnlyStandIn::start().await;
         Self::start_with(setup, upstream).await
     }
 
-    pub async fn start_with(setup: Setup, upstream: Upstream) -> Harness {
+    pub async fn start_with(setup: Setup, upstream: ReadOnlyStandIn) -> Harness {
         Self::start_full(setup, upstream, "").await
     }
 
     /// With the webhooks pointed at a stand-in API server (a kubeconfig is written for it).
-    pub async fn start_with_api(mut setup: Setup, api: &apiserver::ApiServer) -> Harness {
+    pub async fn start_with_api(mut setup: Setup, api: &apiserver::ApiServerStandIn) -> Harness {
         let dir = tempfile::tempdir().expect("dir");
         setup.kubeconfig = Some(api.write_kubeconfig(dir.path()));
         let h = Self::start(setup).await;
@@ -154,10 +154,10 @@ impl Harness {
 
     /// With extra top-level YAML fields (e.g. `tlsMinVersion`).
     pub async fn start_with_top(setup: Setup, top_yaml: &str) -> Harness {
-        Self::start_full(setup, Upstream::start().await, top_yaml).await
+        Self::start_full(setup, ReadOnlyStandIn::start().await, top_yaml).await
     }
 
-    async fn start_full(setup: Setup, upstream: Upstream, top_yaml: &str) -> Harness {
+    async fn start_full(setup: Setup, upstream: ReadOnlyStandIn, top_yaml: &str) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let client_ca = Ca::new("test-client-ca");
         let ca_path = dir.path().join("client-ca.crt");
@@ -170,18 +170,18 @@ impl Harness {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = Config::load(&config_path).expect("test config is valid");
-        let built = kubelet_gate::app::build_with(&config, setup.options.clone())
+        let gateway = kubelet_gate::app::build_with(&config, setup.options.clone())
             .await
             .expect("gateway builds");
-        let gateway = built.gateway.clone();
-        let reload_stats = built.reload_stats.clone();
+        let pipeline = gateway.pipeline.clone();
+        let reload_stats = gateway.reload_stats.clone();
         // The product's own wiring on ephemeral ports: `app::serve` is what `serve` runs.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
         let ops_addr = ops_listener.local_addr().expect("ops addr");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(kubelet_gate::app::serve(built, listener, ops_listener, async move {
+        tokio::spawn(kubelet_gate::app::serve(gateway, listener, ops_listener, async move {
             let _ = rx.await;
         }));
         // The self-signed CA (second block of kubelet.crt); with configured files, the test
@@ -197,7 +197,7 @@ impl Harness {
         Harness {
             addr,
             upstream,
-            gateway,
+            pipeline,
             client_ca,
             serving_ca,
             reload_stats,
@@ -219,11 +219,11 @@ impl Harness {
     }
 
     pub fn reviews(&self) -> u64 {
-        self.gateway.stats.reviews.load(Ordering::Relaxed)
+        self.pipeline.stats.reviews.load(Ordering::Relaxed)
     }
 
     pub fn authentications(&self) -> u64 {
-        self.gateway.stats.authentications.load(Ordering::Relaxed)
+        self.pipeline.stats.authentications.load(Ordering::Relaxed)
     }
 
     /// GET on the ops listener (plain HTTP/1.1): status and body.
@@ -251,7 +251,7 @@ impl Harness {
     }
 }
 
-fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &Upstream) -> String {
+fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &ReadOnlyStandIn) -> String {
     let mut tokens = String::new();
     for t in &setup.tokens {
         tokens.push_str(&format!(

@@ -10,7 +10,7 @@ use kubelet_gate::proxy::outcome::Outcome;
 use kubelet_gate::tools::explain::{Explainer, Identity, Request};
 use serde_json::Value;
 
-use crate::common::apiserver::{ApiServer, Behaviour};
+use crate::common::apiserver::{ApiServerStandIn, Behaviour};
 use crate::common::{Harness, Setup, TokenUser};
 
 const USERS: &[TokenUser] = &[
@@ -129,7 +129,7 @@ async fn audit_lines(h: &Harness, n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn explain_and_the_gateway_answer_from_the_same_outcome() {
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     for sub in [
         "proxy",
         "pods",

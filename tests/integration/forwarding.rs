@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::upstream::{Behaviour, Upstream};
+use crate::common::upstream::{Behaviour, ReadOnlyStandIn};
 use crate::common::{Harness, Setup, TokenUser, grant_user};
 
 const READER: TokenUser = TokenUser {
@@ -29,7 +29,7 @@ fn setup() -> Setup {
 
 /// A gateway in front of an upstream that behaves as `behaviour`.
 async fn gateway_with(behaviour: Behaviour, setup: Setup) -> Harness {
-    let upstream = Upstream::start().await;
+    let upstream = ReadOnlyStandIn::start().await;
     upstream.set_behaviour(behaviour);
     Harness::start_with(setup, upstream).await
 }
@@ -132,7 +132,7 @@ async fn responses_are_relayed_over_http1_and_http2() {
         Some(&b"application/json"[..])
     );
     assert!(reply.text().contains("\"kind\":\"PodList\""));
-    // Upstream 405 for a debug stub is passed through unchanged.
+    // The read-only port's 405 for a debug stub is passed through unchanged.
     assert_eq!(
         h.upstream.seen().iter().map(|s| s.version).collect::<Vec<_>>(),
         [http::Version::HTTP_11; 3]
@@ -170,7 +170,7 @@ async fn large_bodies_stream_through() {
 
 #[tokio::test]
 async fn upstream_down_is_a_generic_502() {
-    let upstream = Upstream::start().await;
+    let upstream = ReadOnlyStandIn::start().await;
     let addr = upstream.addr().to_string();
     upstream.stop().await;
     let h = Harness::start_with(setup(), upstream).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kubelet_gate::app::BuildOptions;
 use kubelet_gate::k8s::Backoff;
 
-use crate::common::apiserver::{ApiServer, ReviewUser};
+use crate::common::apiserver::{ApiServerStandIn, ReviewUser};
 use crate::common::pki::ClientSpec;
 use crate::common::upstream::Behaviour;
 use crate::common::{Harness, Setup, TokenUser, grant_user};
@@ -156,7 +156,7 @@ async fn readyz_follows_the_upstream() {
 
 #[tokio::test]
 async fn readyz_follows_the_api_server_in_webhook_mode() {
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let setup = Setup {
         token_webhook: true,
         mode: "Webhook",
@@ -308,7 +308,7 @@ async fn a_stream_gets_start_and_end_records() {
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
-    let upstream = crate::common::upstream::Upstream::start().await;
+    let upstream = crate::common::upstream::ReadOnlyStandIn::start().await;
     upstream.set_behaviour(Behaviour::SlowHeaders(Duration::from_millis(800)));
     let mut h = Harness::start_with(setup(), upstream).await;
     let (client, addr) = (h.client(), h.addr);
@@ -335,7 +335,7 @@ async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
 
 #[tokio::test]
 async fn a_request_whose_client_goes_away_still_gets_its_audit_line() {
-    let upstream = crate::common::upstream::Upstream::start().await;
+    let upstream = crate::common::upstream::ReadOnlyStandIn::start().await;
     upstream.set_behaviour(Behaviour::Hang);
     let h = Harness::start_with(audit_setup(), upstream).await;
     let auth = format!("Bearer {}", READER.token);

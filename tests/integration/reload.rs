@@ -285,7 +285,7 @@ async fn a_connection_verifies_again_once_after_a_client_ca_reload() {
     let old_ca = h.client_ca.clone();
     let other_ca = Ca::new("other-client-ca");
     let alice = old_ca.client(ClientSpec::new("alice"));
-    let verified = || h.gateway.authenticator.chain_verifications();
+    let verified = || h.pipeline.authenticator.chain_verifications();
     let mut conn = h.client_with(&alice).keep_alive(h.addr).await;
     for _ in 0..3 {
         assert_eq!(conn.get("/healthz").await.status, 200);
@@ -339,8 +339,8 @@ async fn a_connection_whose_certificate_expires_is_refused_from_then_on() {
     let mut conn = h.client_with(&short).keep_alive(h.addr).await;
     assert_eq!(conn.get("/healthz").await.status, 200);
     assert_eq!(conn.get("/healthz").await.status, 200);
-    assert_eq!(h.gateway.authenticator.chain_verifications(), 1);
+    assert_eq!(h.pipeline.authenticator.chain_verifications(), 1);
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(conn.get("/healthz").await.status, 401, "expired on the same connection");
-    assert_eq!(h.gateway.authenticator.chain_verifications(), 2);
+    assert_eq!(h.pipeline.authenticator.chain_verifications(), 2);
 }

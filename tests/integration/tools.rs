@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-use crate::common::apiserver::{ApiServer, Behaviour};
+use crate::common::apiserver::{ApiServerStandIn, Behaviour};
 use crate::common::pki::{Ca, ClientSpec, Eku, Leaf, Offset, ServerSpec};
 use crate::common::{Harness, NODE, Setup, TokenUser};
 
@@ -355,7 +355,7 @@ async fn node_without_certificate() -> SocketAddr {
 #[tokio::test]
 async fn diagnose_explains_a_pending_serving_csr() {
     let kubelet = node_without_certificate().await;
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let kubeconfig = api.write_kubeconfig(dir.path());
     api.add_serving_csr(
@@ -455,7 +455,7 @@ async fn diagnose_reads_the_node_of_a_healthy_gateway() {
     let pki = Pki::new();
     let h = node(&pki, Some(pki.cluster_ca.server_with(pki.healthy_spec())), true).await;
     let client = apiserver_client(&pki, &h);
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let kubeconfig = api.write_kubeconfig(dir.path());
     api.set_node(NODE, &[("InternalIP", "127.0.0.1")], h.addr.port());
@@ -876,7 +876,7 @@ async fn explain_and_policy_test_agree_with_the_running_gateway() {
 
 #[tokio::test]
 async fn explain_agrees_with_the_gateway_in_webhook_mode() {
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let kubeconfig = api.write_kubeconfig(dir.path());
     api.allow("alice", "get", "pods");

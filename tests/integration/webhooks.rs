@@ -13,7 +13,7 @@ use kubelet_gate::app::BuildOptions;
 use kubelet_gate::clock::Clock;
 use kubelet_gate::k8s::Backoff;
 
-use crate::common::apiserver::{ApiServer, ReviewUser};
+use crate::common::apiserver::{ApiServerStandIn, ReviewUser};
 use crate::common::{Harness, Setup};
 
 /// Fast retries so that retry counts are quick to observe; the kubelet's own backoff is
@@ -26,7 +26,7 @@ const FAST: Backoff = Backoff {
 };
 
 struct Rig {
-    api: ApiServer,
+    api: ApiServerStandIn,
     h: Harness,
     clock: Clock,
 }
@@ -43,7 +43,7 @@ fn user(name: &str) -> ReviewUser {
 /// A gateway with both webhooks on, talking to a fresh stand-in API server. `tweak` adjusts
 /// the setup (an `apiServer:` block, audiences, RBAC mode, ...).
 async fn rig_with(tweak: impl FnOnce(&mut Setup)) -> Rig {
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let clock = Clock::manual();
     let mut setup = Setup {
         token_webhook: true,

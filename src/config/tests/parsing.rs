@@ -10,7 +10,7 @@ fn defaults_of_minimal_document() {
     assert!(!c.node_name.is_empty());
     assert_eq!(c.listen, addr("0.0.0.0:10250"));
     assert_eq!(c.cert_dir, PathBuf::from("/var/lib/kubelet-gate/pki"));
-    assert_eq!(c.serving_cert, ServingCert::SelfSigned);
+    assert_eq!(c.serving_cert, ServingCertSource::SelfSigned);
     assert_eq!(c.tls_min_version, TlsVersion::Tls12);
     assert!(c.tls_cipher_suites.is_empty());
     assert!(c.node_addresses.is_empty());
@@ -111,7 +111,7 @@ fn every_field_parsed() {
     assert_eq!(c.cert_dir, p("/etc/kubelet-gate/pki"));
     assert_eq!(
         c.serving_cert,
-        ServingCert::Files {
+        ServingCertSource::Files {
             cert: p("/etc/tls/serving.crt"),
             key: p("/etc/tls/serving.key"),
         }

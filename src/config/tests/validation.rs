@@ -125,12 +125,12 @@ fn serving_cert_sources() {
     );
     assert_eq!(
         parse("serverTLSBootstrap: true\n").serving_cert,
-        ServingCert::Bootstrap { fallback: None }
+        ServingCertSource::Bootstrap { fallback: None }
     );
     let c = parse("serverTLSBootstrap: true\ntlsCertFile: a.crt\ntlsPrivateKeyFile: a.key\n");
     assert_eq!(
         c.serving_cert,
-        ServingCert::Bootstrap {
+        ServingCertSource::Bootstrap {
             fallback: Some((
                 PathBuf::from("/etc/kubelet-gate/a.crt"),
                 PathBuf::from("/etc/kubelet-gate/a.key")

@@ -1,4 +1,4 @@
-//! The handle tests hold: [`ApiServer::start`], its CAs and the gateway's client certificate,
+//! The handle tests hold: [`ApiServerStandIn::start`], its CAs and the gateway's client certificate,
 //! kubeconfigs (token or certificate), scripting (tokens, Nodes, CSRs, rules, behaviours, stop and
 //! restart) and observation (requests, reviews, connections, calls in flight).
 
@@ -26,25 +26,27 @@ use crate::common::serving::Restartable;
 /// The stand-in API server. Clones share it; it serves until `stop()` or until every clone is
 /// dropped.
 #[derive(Clone)]
-pub struct ApiServer {
+pub struct ApiServerStandIn {
     inner: Arc<Inner>,
-    /// Held only by `ApiServer` handles: dropping the last one stops serving.
+    /// Held only by `ApiServerStandIn` handles: dropping the last one stops serving.
     control: Arc<Restartable>,
     ca: Ca,
     client_ca: Ca,
     gateway_cert: Arc<Leaf>,
 }
 
-impl fmt::Debug for ApiServer {
+impl fmt::Debug for ApiServerStandIn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.control.addr()).finish()
+        f.debug_struct("ApiServerStandIn")
+            .field("addr", &self.control.addr())
+            .finish()
     }
 }
 
-impl ApiServer {
+impl ApiServerStandIn {
     /// HTTPS on 127.0.0.1:0 (ALPN h2, http/1.1) with a serving certificate for "localhost" and
     /// 127.0.0.1 from its own CA; client certificates are requested, not required.
-    pub async fn start() -> ApiServer {
+    pub async fn start() -> ApiServerStandIn {
         let ca = Ca::new("apiserver-stand-in-ca");
         let client_ca = Ca::new("apiserver-stand-in-client-ca");
         let serving = ca.server(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
@@ -89,7 +91,7 @@ impl ApiServer {
             .expect("bind API server stand-in on 127.0.0.1:0");
         let addr = listener.local_addr().expect("API server stand-in local addr");
         let running = spawn_server(listener, inner.clone());
-        ApiServer {
+        ApiServerStandIn {
             inner,
             control: Arc::new(Restartable::new(addr, running)),
             ca,
@@ -123,7 +125,7 @@ impl ApiServer {
     }
 
     /// The gateway's client certificate (CN [`GATEWAY_CERT_CN`]), as written by
-    /// [`ApiServer::write_kubeconfig_with_cert`].
+    /// [`ApiServerStandIn::write_kubeconfig_with_cert`].
     pub fn gateway_cert(&self) -> Leaf {
         (*self.gateway_cert).clone()
     }
@@ -134,7 +136,7 @@ impl ApiServer {
         self.write_kubeconfig_with_token(dir, GATEWAY_TOKEN)
     }
 
-    /// Same as [`ApiServer::write_kubeconfig`] with another token (e.g. a wrong one: 401),
+    /// Same as [`ApiServerStandIn::write_kubeconfig`] with another token (e.g. a wrong one: 401),
     /// in `apiserver-<port>-token-<n>.kubeconfig` unless the token is [`GATEWAY_TOKEN`].
     pub fn write_kubeconfig_with_token(&self, dir: &Path, token: &str) -> PathBuf {
         let name = if token == GATEWAY_TOKEN {
@@ -150,8 +152,8 @@ impl ApiServer {
         self.write_kubeconfig_file(&dir.join(name), &user)
     }
 
-    /// Writes `apiserver-<port>-cert.kubeconfig` in `dir`: like [`ApiServer::write_kubeconfig`],
-    /// but the user authenticates with [`ApiServer::gateway_cert`] (`client-certificate-data` /
+    /// Writes `apiserver-<port>-cert.kubeconfig` in `dir`: like [`ApiServerStandIn::write_kubeconfig`],
+    /// but the user authenticates with [`ApiServerStandIn::gateway_cert`] (`client-certificate-data` /
     /// `client-key-data`, PKCS#8).
     pub fn write_kubeconfig_with_cert(&self, dir: &Path) -> PathBuf {
         let b64 = base64::engine::general_purpose::STANDARD;

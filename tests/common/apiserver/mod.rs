@@ -12,7 +12,7 @@
 //! 2. on a review path, the next behaviour is taken (the script first, else the standing one);
 //!    the transport and gateway-level faults (`Hang`, `CloseConnection`, `Status`, `Garbage`,
 //!    `Html`) answer now, before any check, as an overloaded or broken server would;
-//! 3. authentication: a client certificate issued by [`ApiServer::client_ca`] or the bearer
+//! 3. authentication: a client certificate issued by [`ApiServerStandIn::client_ca`] or the bearer
 //!    token [`GATEWAY_TOKEN`], else 401;
 //! 4. routing: 404 for any other path, 405 for a method other than POST;
 //! 5. content negotiation: 413 over [`MAX_REQUEST_BYTES`], 415 for a body that is not JSON
@@ -27,7 +27,7 @@
 //! up to 15 retries, honouring `Retry-After`) unless `Config::default_retry` is false, so one
 //! `create` through a default client can be several calls here.
 //!
-//! Layout: [`ApiServer`] in `handle.rs` is what a test holds (start, kubeconfigs, scripting,
+//! Layout: [`ApiServerStandIn`] in `handle.rs` is what a test holds (start, kubeconfigs, scripting,
 //! observation); `script.rs` holds what tests script (users, rules, behaviours), `record.rs`
 //! what was received; `serve.rs` takes a request from the socket through steps 1 to 6,
 //! `reviews.rs` computes the TokenReview and SubjectAccessReview answers (step 7), and
@@ -40,7 +40,7 @@ mod reviews;
 mod script;
 mod serve;
 
-pub use handle::ApiServer;
+pub use handle::ApiServerStandIn;
 // The path as before the split; no test names the type today.
 #[allow(unused_imports)]
 pub use record::Recorded;
@@ -56,7 +56,7 @@ use script::Script;
 pub const GATEWAY_TOKEN: &str = "gateway-token";
 /// Who the gateway is to the API server when it uses [`GATEWAY_TOKEN`] (appears in 403 messages).
 pub const GATEWAY_USER: &str = "system:serviceaccount:kube-system:kubelet-gate";
-/// Common name of the client certificate in [`ApiServer::write_kubeconfig_with_cert`].
+/// Common name of the client certificate in [`ApiServerStandIn::write_kubeconfig_with_cert`].
 pub const GATEWAY_CERT_CN: &str = "kubelet-gate";
 /// The API server's own audience: what a TokenReview without `spec.audiences` is checked
 /// against, and what `status.audiences` then says.

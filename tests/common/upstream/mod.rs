@@ -3,7 +3,7 @@
 //! 127.0.0.1:0, answering like the real port (spec sections 3.1, 3.2, 8: Go ServeMux redirects
 //! and 404s, go-restful 404/405, debug stubs) and recording every request it receives.
 //!
-//! Layout: this file is the handle ([`Upstream`]), what it records ([`Seen`]) and how it
+//! Layout: this file is the handle ([`ReadOnlyStandIn`]), what it records ([`Seen`]) and how it
 //! answers ([`Behaviour`]); `serve.rs` serves a connection and applies the behaviour,
 //! `routing.rs` is the read-only port's routing, `streams.rs` holds the streamed body and the
 //! shared socket the behaviours need.
@@ -108,7 +108,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Dropping the last `Upstream` clone drops this, which closes `stop_tx` and stops the server.
+/// Dropping the last `ReadOnlyStandIn` clone drops this, which closes `stop_tx` and stops the server.
 struct Handle {
     addr: SocketAddr,
     running: Running,
@@ -116,20 +116,22 @@ struct Handle {
 
 /// The stand-in server. Clones share it; it serves until all clones are dropped or `stop()`.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct ReadOnlyStandIn {
     state: Arc<State>,
     handle: Arc<Handle>,
 }
 
-impl fmt::Debug for Upstream {
+impl fmt::Debug for ReadOnlyStandIn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upstream").field("addr", &self.handle.addr).finish()
+        f.debug_struct("ReadOnlyStandIn")
+            .field("addr", &self.handle.addr)
+            .finish()
     }
 }
 
-impl Upstream {
+impl ReadOnlyStandIn {
     /// Binds 127.0.0.1:0 and serves in the background.
-    pub async fn start() -> Upstream {
+    pub async fn start() -> ReadOnlyStandIn {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream stand-in on 127.0.0.1:0");
@@ -143,7 +145,7 @@ impl Upstream {
             let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             serve_conn(tcp, peer, served.clone(), stop_rx)
         });
-        Upstream {
+        ReadOnlyStandIn {
             state,
             handle: Arc::new(Handle { addr, running }),
         }

@@ -434,7 +434,7 @@ async fn names_and_links_never_lead_outside_the_pod_log_directory() {
         assert_eq!(get(&h, target).await.0, 400, "{target}");
     }
     // Direct calls, without the gateway's path gate in front.
-    let logs = &h.gateway.logs;
+    let logs = &h.pipeline.logs;
     for path in [
         "/containerLogs/default/web-0/..",
         "/containerLogs/default/web-0/.",

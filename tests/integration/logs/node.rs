@@ -265,7 +265,7 @@ async fn nothing_outside_the_directory_is_ever_served() {
     }
     // Direct calls, without the gateway's path gate: `..` is resolved inside the root, as
     // http.Dir does, and links are checked all the same.
-    let logs = &h.gateway.logs;
+    let logs = &h.pipeline.logs;
     for (path, status) in [
         ("/logs/../secret", 404),
         ("/logs/../../../../secret", 404),

@@ -157,7 +157,7 @@ async fn stale_results_are_used_only_when_configured() {
     r.api.stop().await;
     r.clock.advance(Duration::from_secs(301));
     assert_eq!(r.get("t", "/metrics").await.status, 200);
-    let reviewer = r.h.gateway.authenticator.token_reviewer().expect("webhook on");
+    let reviewer = r.h.pipeline.authenticator.token_reviewer().expect("webhook on");
     assert_eq!(
         reviewer.stats().stale_uses.load(std::sync::atomic::Ordering::Relaxed),
         1

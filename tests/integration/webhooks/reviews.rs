@@ -8,7 +8,7 @@ use kubelet_gate::app::BuildOptions;
 use kubelet_gate::clock::Clock;
 
 use super::{FAST, rig, rig_with, user};
-use crate::common::apiserver::{ApiServer, Behaviour, ReviewUser};
+use crate::common::apiserver::{ApiServerStandIn, Behaviour, ReviewUser};
 use crate::common::{Harness, Setup};
 
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn token_file_is_tried_before_the_webhook_and_x509_before_both() {
 
 #[tokio::test]
 async fn a_client_certificate_kubeconfig_works_too() {
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let setup = Setup {
         kubeconfig: Some(api.write_kubeconfig_with_cert(dir.path())),
@@ -152,7 +152,7 @@ async fn no_token_appears_in_any_log_line() {
     use base64::Engine;
     use std::process::{Command, Stdio};
 
-    let api = ApiServer::start().await;
+    let api = ApiServerStandIn::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let kubeconfig = api.write_kubeconfig(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
