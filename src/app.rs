@@ -1,5 +1,5 @@
 //! Wiring: turns a validated [`Config`] into a running gateway. Every file the configuration
-//! names is read at start ([`start`]), and a failure names the file and stops the start before
+//! names is read at start (`start`), and a failure names the file and stops the start before
 //! anything is written; [`serve`] then runs the gateway on listeners it is handed.
 
 mod start;
@@ -89,7 +89,7 @@ pub struct Gateway {
     pub tls: TlsState,
     pub serving: Arc<ServingCert>,
     pub reload_stats: Arc<ReloadStats>,
-    /// Watches the certificate files; [`Gateway::spawn_background`] starts it.
+    /// Watches the certificate files; `serve` starts it.
     pub reloader: Option<Reloader>,
     /// Obtains and rotates the serving certificate through the CSR API.
     pub bootstrap: Option<(Bootstrap, Option<Current>)>,
@@ -97,7 +97,7 @@ pub struct Gateway {
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
     pub api: Option<Arc<ApiClient>>,
-    /// Drains the audit queue into its file; [`Gateway::spawn_background`] starts it.
+    /// Drains the audit queue into its file; `serve` starts it.
     pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// What the ops listener serves: `/healthz`, `/readyz`, `/metrics`.
     pub ops: Arc<crate::ops::Ops>,

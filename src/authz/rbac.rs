@@ -91,7 +91,7 @@ pub enum RbacError {
 
 pub struct RbacPolicy {
     roles: Vec<CompiledRole>,
-    /// ClusterRoleBindings whose role exists, as ("ClusterRoleBinding/<name>", role index).
+    /// ClusterRoleBindings whose role exists, as (`ClusterRoleBinding/<name>`, role index).
     bindings: Vec<(String, usize)>,
     /// Users and `system:serviceaccount:<ns>:<name>` share one map: upstream's
     /// `serviceaccount.MatchesUsername` is exactly equality with that concatenation.

@@ -1,11 +1,10 @@
 //! `explain`: what the gateway would do with one request from a given identity, phase by phase.
 //!
-//! The phases are the pipeline's (`proxy::pipeline::Pipeline::handle`), in its order, calling the
-//! same functions: [`path::check`], [`routes::mux`], the authenticated-group adder,
-//! [`request_verb`] and [`subresources`], the review loop [`review`] (with a recording
-//! authorizer), [`Root::dispatch`](crate::proxy::routes::Root::dispatch), and the bodies of
-//! [`respond`]. Authentication is given (user and groups), not performed; only a request without
-//! credentials is judged, as the gateway judges it (401 unless anonymous access is enabled).
+//! The phases are the gateway's own: [`route`] (the path gate and the mux), then [`review`] (the
+//! attributes, the review loop with a recording authorizer, and the route table), and the answer
+//! is read from the same [`Outcome`] the gateway answers from. Authentication is given (user and
+//! groups), not performed; only a request without credentials is judged, as the gateway judges it
+//! (401 unless anonymous access is enabled).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
