@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use rustls_pki_types::CertificateDer;
-use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::x509::error::{InvalidReason, Window, X509Error};
@@ -157,14 +156,7 @@ impl Facts {
     }
 }
 
-/// Go's `time.RFC3339` of a Unix time, in UTC.
-pub fn rfc3339(unix: i64) -> String {
-    let format = time::format_description::well_known::Rfc3339;
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use super::x509::rfc3339;
 
 /// `isValid`'s time check (golang/go src/crypto/x509/verify.go), with Go's message.
 pub fn go_validity(f: &Facts, now: i64) -> Result<(), String> {

@@ -6,7 +6,15 @@
 
 use std::fmt;
 
-use super::super::cert::rfc3339;
+/// Go's `time.RFC3339` of a Unix time, in UTC.
+pub fn rfc3339(unix: i64) -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
 
 /// `CertificateInvalidError.Reason`, the ones `Verify` can return for a server chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

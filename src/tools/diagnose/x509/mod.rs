@@ -27,7 +27,7 @@ pub mod tls;
 pub mod verify;
 
 pub use certificate::{CertPool, Certificate};
-pub use error::X509Error;
+pub use error::{X509Error, rfc3339};
 pub use tls::{TlsError, verify_server_certificate};
 pub use verify::{VerifyOptions, build, chain_allows_server_auth, verify};
 
@@ -123,8 +123,8 @@ mod tests {
     fn expired(now: i64, bound: &str, t: i64) -> String {
         format!(
             "tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time {} is {bound} {}",
-            super::super::cert::rfc3339(now),
-            super::super::cert::rfc3339(t)
+            rfc3339(now),
+            rfc3339(t)
         )
     }
 
