@@ -26,15 +26,16 @@ use crate::k8s::{ApiClient, Backoff, ClientError};
 use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
 use crate::ops::observer::Observer;
-use crate::proxy::forward::{ReadOnlyPort, UpstreamUrlError};
+use crate::proxy::forward::UpstreamUrlError;
 use crate::proxy::pipeline::{Pipeline, Policy};
+use crate::proxy::tunnel::Streams;
 use crate::reload::{RECHECK_INTERVAL, ReloadStats, Reloader};
 use crate::tls::reload::{ClientCaFile, PairFiles, RebuildTls};
 use crate::tls::{self, ServingCert, TlsError, TlsState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A configured feature that this version cannot honour: refusing beats pretending.
+    /// A combination of settings that cannot work.
     #[error("{field}: {message}")]
     Unsupported { field: &'static str, message: &'static str },
     #[error("serving certificate: {0}")]
@@ -49,6 +50,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("upstream.readOnly: {0}")]
     Upstream(#[from] UpstreamUrlError),
+    #[error(transparent)]
+    SecurePort(#[from] crate::proxy::secure::SecurePortError),
     #[error("kubeconfig: {0}")]
     ApiClient(#[from] ClientError),
     #[error(transparent)]
@@ -67,18 +70,6 @@ impl StartError {
     pub fn is_configuration(&self) -> bool {
         !matches!(self, StartError::Bind { .. } | StartError::Random(_))
     }
-}
-
-/// Refuses settings whose features this version does not have yet.
-pub fn check_supported(config: &Config) -> Result<(), StartError> {
-    let unsupported = |field, message| Err(StartError::Unsupported { field, message });
-    if config.upstream.secure.is_some() {
-        return unsupported(
-            "upstream.secure.url",
-            "forwarding to the kubelet's own port is not available in this version",
-        );
-    }
-    Ok(())
 }
 
 /// A gateway, built but not yet listening: its request pipeline, TLS, background tasks and ops
@@ -184,6 +175,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     let tls = Arc::new(ArcSwap::from_pointee(rebuild(
         client_ca.as_ref().map(|ca| ca.load_full()).as_deref(),
     )?));
+    let secure = inputs.secure.map(Arc::new);
     let reload_stats = Arc::new(ReloadStats::default());
     let mut reloader = Reloader::new(options.reload_interval, reload_stats.clone());
     if let ServingCertSource::Files { cert, key } = &config.serving_cert {
@@ -202,7 +194,16 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             rebuild,
         });
     }
+    if let (Some(secure), Some(port)) = (&config.upstream.secure, &secure) {
+        reloader.add(PairFiles {
+            what: "client certificate for the kubelet's port",
+            cert: secure.cert_file.clone(),
+            key: secure.key_file.clone(),
+            slot: port.client_key.clone(),
+        });
+    }
     let reloader = (!reloader.is_empty()).then_some(reloader);
+    let streams = Arc::new(Streams::default());
     let observer = Observer::new(audit);
     let authenticator = match observer.audits() {
         true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),
@@ -213,14 +214,14 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             node_name: config.node_name.clone(),
             fine_grained_authz: config.fine_grained_authz,
             exec_requires_create: config.authorization.exec_requires_create,
+            read_only_port: inputs.read_only.is_some(),
+            secure_port: secure.is_some(),
         },
         authenticator,
         authorizer,
-        read_only: ReadOnlyPort::new(
-            &config.upstream.read_only,
-            config.upstream.connect_timeout,
-            config.upstream.response_header_timeout,
-        )?,
+        read_only: inputs.read_only,
+        secure: secure.clone(),
+        streams: streams.clone(),
         logs: LogServer::new(&config.logs, config.split_log_streams, options.follow_poll),
         stats: Default::default(),
         observer: Arc::new(observer),
@@ -260,10 +261,12 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         serving: serving.clone(),
         reload: reload_stats.clone(),
         api: api.clone(),
+        streams,
     });
     let readiness = crate::ops::Readiness::new(
         serving.clone(),
-        &config.upstream.read_only,
+        config.upstream.read_only.as_ref(),
+        secure,
         api.clone().filter(|_| api_in_request_path),
     );
     Ok(Gateway {
@@ -330,7 +333,8 @@ fn log_posture(config: &Config, warnings: &[String]) {
         authorization = ?config.authorization.mode,
         fine_grained_authz = config.fine_grained_authz,
         exec_requires_create = config.authorization.exec_requires_create,
-        upstream = %config.upstream.read_only,
+        read_only_port = config.upstream.read_only.as_ref().map(ToString::to_string).unwrap_or_default(),
+        secure_port = config.upstream.secure.as_ref().map(|s| s.url.to_string()).unwrap_or_default(),
         node_log_dir = %config.logs.node_log_dir.display(),
         pod_log_dir = %config.logs.pod_log_dir.display(),
         split_log_streams = config.split_log_streams,

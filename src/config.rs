@@ -36,6 +36,8 @@ pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `upstream.responseHeaderTimeout`: the wait for the upstream's response headers; the body
 /// then streams with no total limit.
 pub const DEFAULT_UPSTREAM_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// `upstream.streamIdleTimeout`: the kubelet's `streamingConnectionIdleTimeout` default.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 /// Shown instead of a file name when the text did not come from a file.
 const UNNAMED_SOURCE: &str = "<config>";
 
@@ -274,26 +276,32 @@ impl AuthorizationMode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// An `http://` URL with only scheme, host and port.
-    pub read_only: http::Uri,
+    /// An `http://` URL with only scheme, host and port; `None` (an empty `readOnly`) sends the
+    /// read-only endpoints to the secure upstream too.
+    pub read_only: Option<http::Uri>,
     /// How long connecting to the read-only port may take (default 1s).
     pub connect_timeout: Duration,
     /// How long the read-only port may take to send response headers (default 30s); bodies
     /// then stream with no total limit, so `follow` streams are never cut.
     pub response_header_timeout: Duration,
+    /// An upgraded stream (exec, attach, port-forward) with no byte either way for this long is
+    /// closed (the kubelet's `streamingConnectionIdleTimeout`, 4h). There is no total limit.
+    pub stream_idle_timeout: Duration,
     pub secure: Option<SecureUpstream>,
 }
 
-/// The kubelet's own authenticated port, for the endpoints the read-only port lacks.
+/// The kubelet's own authenticated port, moved off 10250 (e.g. to `127.0.0.1:10260`), for the
+/// endpoints the read-only port lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecureUpstream {
-    /// An `https://` URL with only scheme, host and port.
+    /// An `https://` URL with only scheme, host and port; the host must be in the kubelet's
+    /// serving certificate.
     pub url: http::Uri,
-    /// `None`: the system trust store.
-    pub ca_file: Option<PathBuf>,
-    /// The gateway's client certificate; `cert_file` and `key_file` are both set or both not.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
+    /// The CA that signed the kubelet's serving certificate.
+    pub ca_file: PathBuf,
+    /// The gateway's client certificate and key, reloaded when they change.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -536,14 +544,15 @@ impl Config {
                 pod_logs_query_split_streams: Some(self.split_log_streams),
             }),
             upstream: Some(RawUpstream {
-                read_only: Some(url_text(&self.upstream.read_only)),
+                read_only: Some(self.upstream.read_only.as_ref().map(url_text).unwrap_or_default()),
                 connect_timeout: dur(self.upstream.connect_timeout),
                 response_header_timeout: dur(self.upstream.response_header_timeout),
+                stream_idle_timeout: dur(self.upstream.stream_idle_timeout),
                 secure: Some(RawSecureUpstream {
                     url: Some(secure.map(|s| url_text(&s.url)).unwrap_or_default()),
-                    ca_file: Some(secure.map(|s| opt_path(&s.ca_file)).unwrap_or_default()),
-                    cert_file: Some(secure.map(|s| opt_path(&s.cert_file)).unwrap_or_default()),
-                    key_file: Some(secure.map(|s| opt_path(&s.key_file)).unwrap_or_default()),
+                    ca_file: Some(secure.map(|s| path(&s.ca_file)).unwrap_or_default()),
+                    cert_file: Some(secure.map(|s| path(&s.cert_file)).unwrap_or_default()),
+                    key_file: Some(secure.map(|s| path(&s.key_file)).unwrap_or_default()),
                 }),
             }),
             logs: Some(RawLogs {

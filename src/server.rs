@@ -1,6 +1,6 @@
 //! The 10250 listener: accepts TCP, completes the TLS handshake within a deadline, records the
 //! client's certificate chain, and serves HTTP/1.1 and HTTP/2 on the connection through the
-//! pipeline pipeline until shutdown.
+//! gateway's pipeline until shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -87,16 +87,36 @@ pub async fn serve(listener: TcpListener, tls: TlsState, pipeline: Arc<Pipeline>
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
             builder.http2().timer(TokioTimer::new()).max_concurrent_streams(250);
-            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            // Upgrades are on: the pipeline splices one only after authorization and the kubelet's
+            // 101, and hands the upgraded connection to the tunnel, outside this connection.
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    let streams = pipeline.streams.clone();
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing open connections"),
+        () = &mut grace => tracing::warn!("shutdown grace period over; closing open connections"),
+    }
+    // Upgraded streams (exec, port-forward) have left their connections: they get what is left
+    // of the grace period, then are closed.
+    if streams.open() > 0 {
+        tokio::select! {
+            () = streams.drained() => {}
+            () = &mut grace => {
+                tracing::warn!(open = streams.open(), "shutdown grace period over; closing open streams");
+                streams.close_all();
+                // Long enough for each stream to write its end record.
+                let _ = tokio::time::timeout(Duration::from_secs(1), streams.drained()).await;
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{BuildOptions, StartError, check_supported};
+use super::{BuildOptions, StartError};
 use crate::authn::Authenticator;
 use crate::authn::token_file::TokenFile;
 use crate::authn::token_review::TokenReviewer;
@@ -25,6 +25,7 @@ use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCertSource};
 use crate::k8s::{ApiClient, CallPolicy};
 use crate::ops::audit::Output;
 use crate::proxy::forward::ReadOnlyPort;
+use crate::proxy::secure::SecurePort;
 use crate::tls::ServingCert;
 
 /// What `check-config` verifies: everything `serve` reads, loaded and checked as `serve` loads
@@ -43,6 +44,8 @@ pub(super) struct Inputs {
     pub(super) token_file: Option<TokenFile>,
     pub(super) api: Option<Arc<ApiClient>>,
     pub(super) authorizer: AnyAuthorizer,
+    pub(super) read_only: Option<ReadOnlyPort>,
+    pub(super) secure: Option<SecurePort>,
     pub(super) warnings: Vec<String>,
 }
 
@@ -60,7 +63,6 @@ pub(super) enum ServingInput {
 
 impl Inputs {
     pub(super) async fn read(config: &Config, options: &BuildOptions) -> Result<Inputs, StartError> {
-        check_supported(config)?;
         crate::crypto::install_default_provider();
         let mut warnings = Vec::new();
         let serving = match &config.serving_cert {
@@ -98,12 +100,32 @@ impl Inputs {
         let api = api_client(config, options).await?;
         let (authorizer, authorizer_warnings) = authorization(config, api.as_ref(), &options.clock)?;
         warnings.extend(authorizer_warnings);
-        // The read-only upstream's URL is checked here too; the client itself is built later.
-        ReadOnlyPort::new(
-            &config.upstream.read_only,
-            config.upstream.connect_timeout,
-            config.upstream.response_header_timeout,
-        )?;
+        let read_only = config
+            .upstream
+            .read_only
+            .as_ref()
+            .map(|url| {
+                ReadOnlyPort::new(
+                    url,
+                    config.upstream.connect_timeout,
+                    config.upstream.response_header_timeout,
+                )
+            })
+            .transpose()?;
+        // Reads the CA bundle and the client pair; nothing is dialled yet.
+        let secure = config
+            .upstream
+            .secure
+            .as_ref()
+            .map(|s| {
+                SecurePort::new(
+                    s,
+                    config.upstream.connect_timeout,
+                    config.upstream.response_header_timeout,
+                    config.upstream.stream_idle_timeout,
+                )
+            })
+            .transpose()?;
         warnings.extend(posture_warnings(config));
         Ok(Inputs {
             serving,
@@ -111,6 +133,8 @@ impl Inputs {
             token_file,
             api,
             authorizer,
+            read_only,
+            secure,
             warnings,
         })
     }
@@ -250,7 +274,6 @@ pub fn authorization(
 /// The authorization step on its own, for the tools (`explain`, `policy-test`): an API server
 /// client only when Webhook mode needs one, nothing else of the gateway.
 pub async fn authorization_alone(config: &Config) -> Result<(AnyAuthorizer, Vec<String>), StartError> {
-    check_supported(config)?;
     let options = BuildOptions::default();
     let api = match config.authorization.mode {
         AuthorizationMode::Webhook => Some(Arc::new(

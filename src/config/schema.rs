@@ -112,6 +112,7 @@ pub(super) struct RawUpstream {
     pub read_only: Option<String>,
     pub connect_timeout: Option<String>,
     pub response_header_timeout: Option<String>,
+    pub stream_idle_timeout: Option<String>,
     pub secure: Option<RawSecureUpstream>,
 }
 

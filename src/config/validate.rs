@@ -332,8 +332,6 @@ impl Validator<'_> {
     }
 
     fn upstream(&self, raw: RawUpstream) -> Result<Upstream, ConfigError> {
-        let read_only_text = non_empty(raw.read_only).unwrap_or_else(|| DEFAULT_READ_ONLY_UPSTREAM.to_owned());
-        let read_only = upstream_url(&read_only_text, "http").map_err(|m| self.error("upstream.readOnly", m))?;
         let connect_timeout = self.duration(
             "upstream.connectTimeout",
             raw.connect_timeout,
@@ -344,41 +342,84 @@ impl Validator<'_> {
             raw.response_header_timeout,
             DEFAULT_UPSTREAM_RESPONSE_HEADER_TIMEOUT,
         )?;
+        let stream_idle_timeout = self.duration(
+            "upstream.streamIdleTimeout",
+            raw.stream_idle_timeout,
+            DEFAULT_STREAM_IDLE_TIMEOUT,
+        )?;
         for (field, d) in [
             ("upstream.connectTimeout", connect_timeout),
             ("upstream.responseHeaderTimeout", response_header_timeout),
+            ("upstream.streamIdleTimeout", stream_idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(self.error(field, "must be greater than 0s".to_owned()));
             }
         }
-        let secure = raw.secure.unwrap_or_default();
-        let client_cert = self.pair(
-            ("upstream.secure.certFile", secure.cert_file),
-            ("upstream.secure.keyFile", secure.key_file),
-        )?;
-        let ca_file = self.opt_path(secure.ca_file);
-        let secure = match non_empty(secure.url) {
-            Some(text) => Some(SecureUpstream {
-                url: upstream_url(&text, "https").map_err(|m| self.error("upstream.secure.url", m))?,
-                ca_file,
-                cert_file: client_cert.as_ref().map(|(c, _)| c.clone()),
-                key_file: client_cert.as_ref().map(|(_, k)| k.clone()),
-            }),
-            None if ca_file.is_some() || client_cert.is_some() => {
-                return Err(self.error_at(
-                    "upstream.secure.url",
-                    "upstream.secure",
-                    "caFile, certFile or keyFile is set but url is empty",
+        let secure = match raw.secure {
+            Some(s)
+                if [&s.url, &s.ca_file, &s.cert_file, &s.key_file]
+                    .iter()
+                    .any(|v| v.as_deref().is_some_and(|v| !v.is_empty())) =>
+            {
+                Some(self.secure_upstream(s)?)
+            }
+            _ => None,
+        };
+        // Absent: the default read-only port. Empty: none, only with the secure upstream (every
+        // forwarded endpoint then goes there, so a node with `readOnlyPort: 0` works).
+        let read_only = match raw.read_only.as_deref() {
+            None => {
+                Some(upstream_url(DEFAULT_READ_ONLY_UPSTREAM, "http").map_err(|m| self.error("upstream.readOnly", m))?)
+            }
+            Some("") if secure.is_some() => None,
+            Some("") => {
+                return Err(self.error(
+                    "upstream.readOnly",
+                    "may be empty only when upstream.secure is set (something must serve the read-only endpoints)",
                 ));
             }
-            None => None,
+            Some(text) => Some(upstream_url(text, "http").map_err(|m| self.error("upstream.readOnly", m))?),
         };
         Ok(Upstream {
             read_only,
             connect_timeout,
             response_header_timeout,
+            stream_idle_timeout,
             secure,
+        })
+    }
+
+    /// `upstream.secure`: the kubelet's own port, with the CA of its serving certificate and the
+    /// gateway's client certificate, all required (the kubelet authenticates every caller).
+    fn secure_upstream(&self, raw: RawSecureUpstream) -> Result<SecureUpstream, ConfigError> {
+        let required = |field: &str, value: Option<String>, what: &str| {
+            non_empty(value).ok_or_else(|| {
+                self.error_at(
+                    &format!("upstream.secure.{field}"),
+                    "upstream.secure",
+                    format!("required with upstream.secure: {what}"),
+                )
+            })
+        };
+        let url = required("url", raw.url, "the kubelet's own port, e.g. https://127.0.0.1:10260")?;
+        let url = upstream_url(&url, "https").map_err(|m| self.error("upstream.secure.url", m))?;
+        let ca = required(
+            "caFile",
+            raw.ca_file,
+            "the CA that signed the kubelet's serving certificate",
+        )?;
+        let cert = required(
+            "certFile",
+            raw.cert_file,
+            "the gateway's client certificate for the kubelet",
+        )?;
+        let key = required("keyFile", raw.key_file, "the key of certFile")?;
+        Ok(SecureUpstream {
+            url,
+            ca_file: self.path(&ca),
+            cert_file: self.path(&cert),
+            key_file: self.path(&key),
         })
     }
 }

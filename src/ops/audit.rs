@@ -43,7 +43,17 @@ pub struct AuditRecord<'a> {
     pub reason: Option<&'a str>,
     pub status: u16,
     pub upstream_status: Option<u16>,
+    /// Bytes sent to the client.
     pub bytes: u64,
+    /// A spliced stream's bytes from the client to the kubelet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// A spliced stream's endpoint: exec, attach, portForward.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<&'a str>,
+    /// The command a stream runs (exec's `command` parameters).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub command: &'a [String],
     pub duration_ms: f64,
 }
 
@@ -188,6 +198,9 @@ mod tests {
             status: 403,
             upstream_status: None,
             bytes: 0,
+            bytes_in: None,
+            endpoint: None,
+            command: &[],
             duration_ms: 1.5,
         }
     }

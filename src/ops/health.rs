@@ -1,5 +1,6 @@
 //! Readiness, as named checks: a valid serving certificate is loaded, the read-only port
-//! answers, and (with a webhook) the API server answers. The body names the failing check.
+//! answers, the kubelet's own port accepts the gateway (when configured), and (with a webhook)
+//! the API server answers. The body names the failing check.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::k8s::ApiClient;
+use crate::proxy::secure::SecurePort;
 use crate::tls::ServingCert;
 
 /// How long each check may take.
@@ -20,8 +22,10 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Readiness {
     pub serving: Arc<ServingCert>,
-    /// The read-only port's `/healthz`.
-    pub upstream: Uri,
+    /// The read-only port's `/healthz`, unless there is none.
+    pub upstream: Option<Uri>,
+    /// The kubelet's own port, when configured.
+    pub secure: Option<Arc<SecurePort>>,
     /// The API server, when a webhook needs it.
     pub api: Option<Arc<ApiClient>>,
     client: Client<HttpConnector, Empty<Bytes>>,
@@ -53,26 +57,34 @@ impl fmt::Display for Report {
 }
 
 impl Readiness {
-    pub fn new(serving: Arc<ServingCert>, upstream: &Uri, api: Option<Arc<ApiClient>>) -> Self {
-        let mut parts = upstream.clone().into_parts();
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/healthz"));
-        let upstream = Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone());
+    pub fn new(
+        serving: Arc<ServingCert>,
+        upstream: Option<&Uri>,
+        secure: Option<Arc<SecurePort>>,
+        api: Option<Arc<ApiClient>>,
+    ) -> Self {
+        let upstream = upstream.map(|upstream| {
+            let mut parts = upstream.clone().into_parts();
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/healthz"));
+            Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone())
+        });
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CHECK_TIMEOUT));
         Readiness {
             serving,
             upstream,
+            secure,
             api,
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
     pub async fn check(&self) -> Report {
-        let (upstream, api) = tokio::join!(self.upstream(), self.api());
-        let mut checks = vec![("serving-certificate", self.certificate()), ("upstream", upstream)];
-        if let Some(api) = api {
-            checks.push(("apiserver", api));
-        }
+        let (upstream, secure, api) = tokio::join!(self.upstream(), self.secure(), self.api());
+        let mut checks = vec![("serving-certificate", self.certificate())];
+        checks.extend(upstream.map(|r| ("upstream", r)));
+        checks.extend(secure.map(|r| ("kubelet-port", r)));
+        checks.extend(api.map(|r| ("apiserver", r)));
         Report(checks)
     }
 
@@ -95,12 +107,19 @@ impl Readiness {
         Ok(())
     }
 
-    async fn upstream(&self) -> Result<(), String> {
-        match tokio::time::timeout(CHECK_TIMEOUT, self.client.get(self.upstream.clone())).await {
-            Err(_) => Err(format!("{} did not answer within {CHECK_TIMEOUT:?}", self.upstream)),
-            Ok(Err(e)) => Err(format!("{}: {e}", self.upstream)),
-            Ok(Ok(_)) => Ok(()),
-        }
+    async fn upstream(&self) -> Option<Result<(), String>> {
+        let upstream = self.upstream.as_ref()?;
+        Some(
+            match tokio::time::timeout(CHECK_TIMEOUT, self.client.get(upstream.clone())).await {
+                Err(_) => Err(format!("{upstream} did not answer within {CHECK_TIMEOUT:?}")),
+                Ok(Err(e)) => Err(format!("{upstream}: {e}")),
+                Ok(Ok(_)) => Ok(()),
+            },
+        )
+    }
+
+    async fn secure(&self) -> Option<Result<(), String>> {
+        Some(self.secure.as_ref()?.probe(CHECK_TIMEOUT).await)
     }
 
     async fn api(&self) -> Option<Result<(), String>> {

@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::k8s::ApiClient;
+use crate::proxy::tunnel::Streams;
 use crate::reload::ReloadStats;
 use crate::review_cache::CacheStats;
 use crate::tls::ServingCert;
@@ -32,6 +33,10 @@ pub struct RequestMetrics {
     /// Time to the upstream's response headers.
     pub upstream_latency: Histogram,
     pub upstream_errors: Counter,
+    /// Requests forwarded to the kubelet's own port that it did not answer.
+    pub secure_upstream_errors: Counter,
+    /// Spliced streams started, by endpoint.
+    pub streams: Family<Labels, Counter>,
     pub in_flight: Gauge,
     /// Audit records lost because the writer could not keep up.
     pub audit_dropped: Counter,
@@ -45,6 +50,8 @@ impl Default for RequestMetrics {
             decisions: Family::default(),
             upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             upstream_errors: Counter::default(),
+            secure_upstream_errors: Counter::default(),
+            streams: Family::default(),
             in_flight: Gauge::default(),
             audit_dropped: Counter::default(),
         }
@@ -69,6 +76,12 @@ impl RequestMetrics {
             .inc();
     }
 
+    pub fn stream(&self, endpoint: &str) {
+        self.streams
+            .get_or_create(&vec![("endpoint", endpoint.to_owned())])
+            .inc();
+    }
+
     pub fn decision(&self, decision: &str) {
         self.decisions
             .get_or_create(&vec![("decision", decision.to_owned())])
@@ -86,6 +99,7 @@ pub struct Sources {
     pub serving: Arc<ServingCert>,
     pub reload: Arc<ReloadStats>,
     pub api: Option<Arc<ApiClient>>,
+    pub streams: Arc<Streams>,
 }
 
 /// The registry behind `/metrics`.
@@ -116,6 +130,16 @@ pub fn registry(sources: Sources) -> Registry {
         "upstream_errors",
         "Forwarded requests the read-only port did not answer",
         m.upstream_errors,
+    );
+    r.register(
+        "secure_upstream_errors",
+        "Forwarded requests the kubelet's own port did not answer",
+        m.secure_upstream_errors,
+    );
+    r.register(
+        "streams",
+        "Upgraded streams (exec, attach, port-forward) spliced, by endpoint",
+        m.streams,
     );
     r.register("requests_in_flight", "Requests being served", m.in_flight);
     r.register(
@@ -195,6 +219,27 @@ impl Collector for Derived {
                 &[(Vec::new(), load(&api.stats.errors))],
             )?;
         }
+        gauge(
+            &mut e,
+            "streams_open",
+            "Upgraded streams open now",
+            s.streams.open() as f64,
+        )?;
+        counter(
+            &mut e,
+            "stream_bytes",
+            "Bytes spliced through upgraded streams, by direction",
+            &[
+                (
+                    vec![("direction", "client_to_upstream".to_owned())],
+                    load(&s.streams.client_to_upstream),
+                ),
+                (
+                    vec![("direction", "upstream_to_client".to_owned())],
+                    load(&s.streams.upstream_to_client),
+                ),
+            ],
+        )?;
         counter(
             &mut e,
             "certificate_reloads",

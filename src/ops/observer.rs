@@ -21,6 +21,7 @@ use crate::authz::Verdict;
 use crate::proxy::forward::UpstreamFailure;
 use crate::proxy::outcome::{Decision, Outcome};
 use crate::proxy::respond::{Body, BoxError};
+use crate::proxy::tunnel::{End as StreamEnd, Streams, Tunnel};
 
 /// Metrics and the audit log, shared by every request.
 pub struct Observer {
@@ -52,7 +53,16 @@ pub struct Record {
     decision: Option<Decision>,
     reason: Option<String>,
     forwarded: Option<Instant>,
+    /// Which of the kubelet's ports the request went to.
+    port: Option<Port>,
     stream: bool,
+}
+
+/// The kubelet's port a request was forwarded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    ReadOnly,
+    Secure,
 }
 
 impl Drop for Record {
@@ -63,7 +73,7 @@ impl Drop for Record {
             }
             self.reason
                 .get_or_insert_with(|| "the client went away before the answer".to_owned());
-            observer.audit(self, "aborted", 0, None, 0);
+            observer.audit(self, "aborted", 0, None, 0, None);
             observer.metrics.in_flight.dec();
         }
     }
@@ -92,9 +102,10 @@ impl Record {
         }
     }
 
-    /// The request goes to the upstream.
-    pub fn forwarded(&mut self) {
+    /// The request goes to one of the kubelet's ports.
+    pub fn forwarded(&mut self, port: Port) {
         self.forwarded = Some(Instant::now());
+        self.port = Some(port);
     }
 }
 
@@ -132,35 +143,10 @@ impl Observer {
 
     /// Counts the response and hands back one whose body writes the audit record when it ends.
     pub fn finish(self: &Arc<Self>, mut record: Record, response: Response<Body>) -> Response<Body> {
-        record.observer = None;
         let status = response.status().as_u16();
-        let m = &self.metrics;
-        match (record.credential, record.decision) {
-            (Some(kind), _) => m.authentication(kind.as_str(), true),
-            (None, Some(Decision::Unauthenticated)) => m.authentication(record.presented.kind, false),
-            _ => {}
-        }
-        if let Some(d @ (Decision::Allow | Decision::Deny | Decision::Error)) = record.decision {
-            m.decision(d.as_str());
-        }
-        let upstream_failed = response.extensions().get::<UpstreamFailure>().is_some();
-        if let Some(started) = record.forwarded {
-            if upstream_failed {
-                m.upstream_errors.inc();
-            } else {
-                m.upstream_latency.observe(started.elapsed().as_secs_f64());
-            }
-        }
-        m.request(status, record.allowed_by.unwrap_or(""), record.verb.unwrap_or(""));
-        if record.decision.is_none() {
-            record.decision = Some(Decision::Rejected);
-        }
-        if upstream_failed {
-            record.reason = Some("upstream did not answer".to_owned());
-        }
-        let upstream_status = (record.forwarded.is_some() && !upstream_failed).then_some(status);
+        let upstream_status = self.account(&mut record, &response);
         if record.stream {
-            self.audit(&record, "start", status, upstream_status, 0);
+            self.audit(&record, "start", status, upstream_status, 0, None);
         }
         let (parts, body) = response.into_parts();
         let observed = Observed {
@@ -176,7 +162,77 @@ impl Observer {
         Response::from_parts(parts, observed.boxed_unsync())
     }
 
-    fn audit(&self, r: &Record, stage: &'static str, status: u16, upstream_status: Option<u16>, bytes: u64) {
+    /// The `101` of a spliced stream: counted like any answer, a `start` line now, and the
+    /// record handed to the stream for its `end` line.
+    pub fn stream_started(
+        self: &Arc<Self>,
+        mut record: Record,
+        response: &Response<Body>,
+        endpoint: &'static str,
+    ) -> StreamRecord {
+        let status = response.status().as_u16();
+        let upstream_status = self.account(&mut record, response);
+        self.metrics.stream(endpoint);
+        let stream = StreamInfo {
+            endpoint,
+            command: command_of(&record.target),
+            bytes_in: 0,
+        };
+        self.audit(&record, "start", status, upstream_status, 0, Some(&stream));
+        StreamRecord {
+            observer: self.clone(),
+            record,
+            stream,
+            status,
+        }
+    }
+
+    /// The metrics of an answer whose status is known, and the record made final (the request
+    /// is no longer in flight). Returns the upstream's status when the upstream gave it.
+    fn account(&self, record: &mut Record, response: &Response<Body>) -> Option<u16> {
+        record.observer = None;
+        let status = response.status().as_u16();
+        let m = &self.metrics;
+        m.in_flight.dec();
+        match (record.credential, record.decision) {
+            (Some(kind), _) => m.authentication(kind.as_str(), true),
+            (None, Some(Decision::Unauthenticated)) => m.authentication(record.presented.kind, false),
+            _ => {}
+        }
+        if let Some(d @ (Decision::Allow | Decision::Deny | Decision::Error)) = record.decision {
+            m.decision(d.as_str());
+        }
+        let upstream_failed = response.extensions().get::<UpstreamFailure>().is_some();
+        if let Some(started) = record.forwarded {
+            match (upstream_failed, record.port) {
+                (true, Some(Port::Secure)) => {
+                    m.secure_upstream_errors.inc();
+                }
+                (true, _) => {
+                    m.upstream_errors.inc();
+                }
+                (false, _) => m.upstream_latency.observe(started.elapsed().as_secs_f64()),
+            }
+        }
+        m.request(status, record.allowed_by.unwrap_or(""), record.verb.unwrap_or(""));
+        if record.decision.is_none() {
+            record.decision = Some(Decision::Rejected);
+        }
+        if upstream_failed {
+            record.reason = Some("upstream did not answer".to_owned());
+        }
+        (record.forwarded.is_some() && !upstream_failed).then_some(status)
+    }
+
+    fn audit(
+        &self,
+        r: &Record,
+        stage: &'static str,
+        status: u16,
+        upstream_status: Option<u16>,
+        bytes: u64,
+        stream: Option<&StreamInfo>,
+    ) {
         let Some(log) = &self.audit else { return };
         let time = r.time.unwrap_or_else(SystemTime::now);
         // Only with an audit log is the target turned into text.
@@ -205,12 +261,63 @@ impl Observer {
             status,
             upstream_status,
             bytes,
+            bytes_in: stream.map(|s| s.bytes_in),
+            endpoint: stream.map(|s| s.endpoint),
+            command: stream.map_or(&[], |s| s.command.as_slice()),
             duration_ms: r.started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
         };
         if !log.send(&record) {
             self.metrics.audit_dropped.inc();
         }
     }
+}
+
+/// What the audit record says of a spliced stream.
+struct StreamInfo {
+    endpoint: &'static str,
+    /// The `command` parameters of exec (`cmd` of run), decoded.
+    command: Vec<String>,
+    /// Bytes from the client to the kubelet.
+    bytes_in: u64,
+}
+
+/// A spliced stream's record, its `start` line written.
+pub struct StreamRecord {
+    observer: Arc<Observer>,
+    record: Record,
+    stream: StreamInfo,
+    status: u16,
+}
+
+impl StreamRecord {
+    /// Splices the stream, then writes its `end` line with the duration, the bytes each way and
+    /// why it ended.
+    pub async fn run(mut self, tunnel: Tunnel, streams: Arc<Streams>) {
+        let spliced = tunnel.run(streams).await;
+        self.stream.bytes_in = spliced.client_to_upstream;
+        if spliced.end != StreamEnd::Closed {
+            self.record.reason = Some(format!("stream ended: {}", spliced.end.as_str()));
+        }
+        self.observer.audit(
+            &self.record,
+            "end",
+            self.status,
+            Some(self.status),
+            spliced.upstream_to_client,
+            Some(&self.stream),
+        );
+    }
+}
+
+/// The command a stream runs, as the kubelet reads it (`URL.Query()`): exec's repeated
+/// `command`, run's `cmd`.
+fn command_of(target: &http::Uri) -> Vec<String> {
+    let query = target.query().unwrap_or("");
+    crate::logs::options::parse_query(query)
+        .into_iter()
+        .filter(|(k, _)| k == "command" || k == "cmd")
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// `follow` on logs and `watch`-style queries keep the response open: those get a start
@@ -244,8 +351,7 @@ impl Observed {
         if let Some(end) = self.end.take() {
             let stage = if end.record.stream { "end" } else { "complete" };
             end.observer
-                .audit(&end.record, stage, end.status, end.upstream_status, self.bytes);
-            end.observer.metrics.in_flight.dec();
+                .audit(&end.record, stage, end.status, end.upstream_status, self.bytes, None);
         }
     }
 }

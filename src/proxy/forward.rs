@@ -1,6 +1,9 @@
-//! Forwarding to the kubelet's read-only port: one request in, one request out, to the
-//! configured upstream only, with no client credential or identity header crossing over and
-//! both bodies streamed.
+//! Forwarding to one of the kubelet's ports: one request in, one request out, to the configured
+//! port only, with no client credential or identity header crossing over and both bodies
+//! streamed. The read-only port ([`ReadOnlyPort`]) is plain HTTP; the kubelet's own port
+//! (`super::secure`) is the same forwarding over TLS, plus upgrades: an upgrade request keeps
+//! its `Upgrade` and goes on a connection of its own, and only a `101` to such a request hands
+//! back the upstream's side of the tunnel.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,11 +11,12 @@ use std::time::Duration;
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
 use super::respond::{self, Body};
@@ -30,38 +34,78 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// The kubelet's read-only port (`upstream.readOnly`) and a pooled HTTP/1.1 client for it.
-pub struct ReadOnlyPort {
-    client: Client<HttpConnector, Incoming>,
+/// The WebSocket bearer-token subprotocol entry (authn::websocket); never forwarded.
+const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One of the kubelet's ports and the clients for it.
+pub struct Port<C> {
+    /// Pooled, for plain requests.
+    client: Client<C, Incoming>,
+    /// Never pooled: an upgrade request's connection is the tunnel's, or closed after a refusal,
+    /// never reused for another request.
+    upgrades: Client<C, Incoming>,
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
     header_timeout: Duration,
 }
 
+/// The kubelet's read-only port (`upstream.readOnly`).
+pub type ReadOnlyPort = Port<HttpConnector>;
+
 #[derive(Debug, thiserror::Error)]
-#[error("upstream URL {0} must be http:// with a host")]
-pub struct UpstreamUrlError(String);
+#[error("upstream URL {0} must be {1}:// with a host")]
+pub struct UpstreamUrlError(String, &'static str);
+
+impl UpstreamUrlError {
+    pub fn new(url: &Uri, scheme: &'static str) -> Self {
+        UpstreamUrlError(url.to_string(), scheme)
+    }
+}
+
+/// A forwarded request's answer, and for an accepted upgrade the upstream's side of the tunnel.
+pub struct Forwarded {
+    pub response: Response<Body>,
+    pub upgraded: Option<OnUpgrade>,
+}
 
 impl ReadOnlyPort {
     /// `connect` bounds the TCP connect; `header_timeout` the wait for the response headers,
     /// after which the body streams with no total limit.
     pub fn new(url: &Uri, connect: Duration, header_timeout: Duration) -> Result<ReadOnlyPort, UpstreamUrlError> {
-        let invalid = || UpstreamUrlError(url.to_string());
-        if url.scheme() != Some(&Scheme::HTTP) {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect));
+        connector.set_nodelay(true);
+        Port::with_connector(url, Scheme::HTTP, connector, header_timeout)
+    }
+}
+
+impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
+    pub fn with_connector(
+        url: &Uri,
+        scheme: Scheme,
+        connector: C,
+        header_timeout: Duration,
+    ) -> Result<Port<C>, UpstreamUrlError> {
+        let invalid = || UpstreamUrlError::new(url, if scheme == Scheme::HTTP { "http" } else { "https" });
+        if url.scheme() != Some(&scheme) {
             return Err(invalid());
         }
         let authority = url.authority().cloned().ok_or_else(invalid)?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector.clone());
+        let upgrades = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
-        Ok(ReadOnlyPort {
+        Ok(Port {
             client,
-            scheme: Scheme::HTTP,
+            upgrades,
+            scheme,
             authority,
             host,
             header_timeout,
@@ -71,11 +115,26 @@ impl ReadOnlyPort {
     /// Sends the request upstream at exactly `target`, the path and query that were authorized.
     pub async fn forward(
         &self,
-        mut parts: Parts,
+        parts: Parts,
         body: Incoming,
         target: PathAndQuery,
         peer: SocketAddr,
     ) -> Response<Body> {
+        self.forward_upgradable(parts, body, target, peer, None).await.response
+    }
+
+    /// [`Port::forward`], keeping the request's upgrade to `protocol` (a value [`upgrade_protocol`]
+    /// returned) when there is one. A `101` is accepted only then, and with it the tunnel's
+    /// upstream side comes back; to a refused upgrade the client's connection is closed after the
+    /// answer, so no byte sent after the request can be read as another request.
+    pub async fn forward_upgradable(
+        &self,
+        mut parts: Parts,
+        body: Incoming,
+        target: PathAndQuery,
+        peer: SocketAddr,
+        protocol: Option<HeaderValue>,
+    ) -> Forwarded {
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -83,12 +142,18 @@ impl ReadOnlyPort {
             .build();
         let Ok(uri) = uri else {
             tracing::warn!("could not build the upstream URI");
-            return failed(respond::bad_gateway());
+            return plain(failed(respond::bad_gateway()));
         };
         sanitize_request_headers(&mut parts.headers);
         parts.headers.insert(header::HOST, self.host.clone());
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        if let Some(protocol) = &protocol {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
         }
         let mut request = Request::new(body);
         *request.method_mut() = parts.method;
@@ -96,27 +161,86 @@ impl ReadOnlyPort {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = parts.headers;
 
-        let response = match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
+        let client = if protocol.is_some() {
+            &self.upgrades
+        } else {
+            &self.client
+        };
+        let mut response = match tokio::time::timeout(self.header_timeout, client.request(request)).await {
             Err(_) => {
                 tracing::warn!("upstream did not answer within {:?}", self.header_timeout);
-                return failed(respond::gateway_timeout());
+                return plain(failed(respond::gateway_timeout()));
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                return failed(respond::bad_gateway());
+                return plain(failed(respond::bad_gateway()));
             }
             Ok(Ok(response)) => response,
         };
-        if response.status().is_informational() {
-            // Nothing was asked to be upgraded: splicing here would hand the client a raw
-            // connection to the kubelet (CVE-2018-1002105's shape).
-            tracing::warn!(status = %response.status(), "upstream answered a plain request with an informational status");
-            return failed(respond::bad_gateway());
+        match (response.status(), &protocol) {
+            (StatusCode::SWITCHING_PROTOCOLS, Some(_)) => {
+                let upgraded = hyper::upgrade::on(&mut response);
+                let (mut parts, _) = response.into_parts();
+                let upgrade = parts.headers.get(header::UPGRADE).cloned();
+                strip_hop_by_hop(&mut parts.headers);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                if let Some(upgrade) = upgrade {
+                    parts.headers.insert(header::UPGRADE, upgrade);
+                }
+                Forwarded {
+                    response: Response::from_parts(parts, respond::full(bytes::Bytes::new())),
+                    upgraded: Some(upgraded),
+                }
+            }
+            (status, _) if status.is_informational() => {
+                // Nothing was asked to be upgraded: splicing here would hand the client a raw
+                // connection to the kubelet (CVE-2018-1002105's shape).
+                tracing::warn!(%status, "upstream answered with an informational status that was not asked for");
+                plain(failed(respond::bad_gateway()))
+            }
+            (_, upgrade) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                if upgrade.is_some() {
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                plain(Response::from_parts(parts, body.map_err(Into::into).boxed_unsync()))
+            }
         }
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
     }
+}
+
+fn plain(response: Response<Body>) -> Forwarded {
+    Forwarded {
+        response,
+        upgraded: None,
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to, when it is one the kubelet's streaming
+/// endpoints speak (SPDY/3.1, WebSocket) and `Connection` names `upgrade` (the
+/// `httpstream.IsUpgradeRequest` rule of k8s.io/apimachinery pkg/util/httpstream). Anything else
+/// (`h2c` above all) is no upgrade, and its headers are dropped as hop-by-hop.
+pub fn upgrade_protocol(parts: &Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let connection_upgrade = parts.headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+    });
+    let mut upgrades = parts.headers.get_all(header::UPGRADE).iter();
+    let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
+        return None;
+    };
+    let known = upgrade
+        .to_str()
+        .is_ok_and(|u| u.eq_ignore_ascii_case("SPDY/3.1") || u.eq_ignore_ascii_case("websocket"));
+    (connection_upgrade && known).then(|| upgrade.clone())
 }
 
 /// Marks a response the gateway wrote because the upstream failed (as opposed to an error
@@ -124,20 +248,22 @@ impl ReadOnlyPort {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamFailure;
 
-fn failed(mut response: Response<Body>) -> Response<Body> {
+pub(super) fn failed(mut response: Response<Body>) -> Response<Body> {
     response.extensions_mut().insert(UpstreamFailure);
     response
 }
 
 /// Removes everything a client must not pass to the kubelet: hop-by-hop headers and those
-/// named in `Connection`, credentials, impersonation and front-proxy identity headers, and
-/// any forwarding headers the client made up (the gateway sets its own).
+/// named in `Connection`, credentials (the `Authorization` header, the WebSocket token entry of
+/// `Sec-WebSocket-Protocol`), impersonation and front-proxy identity headers, and any
+/// forwarding headers the client made up (the gateway sets its own).
 pub fn sanitize_request_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
     headers.remove(HeaderName::from_static("http2-settings"));
     headers.remove(header::FORWARDED);
+    strip_token_protocol(headers);
     let identity: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -148,6 +274,39 @@ pub fn sanitize_request_headers(headers: &mut HeaderMap) {
         .collect();
     for name in identity {
         headers.remove(name);
+    }
+}
+
+/// Drops every `base64url.bearer.authorization.k8s.io.` entry from `Sec-WebSocket-Protocol`,
+/// keeping the other protocols in their order, whatever authenticated the request: a token
+/// that was not used (another credential won, or the request is no upgrade) must not cross
+/// either.
+fn strip_token_protocol(headers: &mut HeaderMap) {
+    let values: Vec<HeaderValue> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .cloned()
+        .collect();
+    let has_token = |v: &HeaderValue| {
+        v.to_str().map_or(true, |s| {
+            s.split(',').any(|p| p.trim().starts_with(TOKEN_PROTOCOL_PREFIX))
+        })
+    };
+    if !values.iter().any(has_token) {
+        return;
+    }
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    let kept: Vec<&str> = values
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(TOKEN_PROTOCOL_PREFIX))
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
 }
 
@@ -164,7 +323,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
@@ -212,5 +371,73 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "user-agent"]);
+    }
+
+    #[test]
+    fn the_token_protocol_never_crosses_and_the_others_stay_in_order() {
+        let protocols = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(v).expect("value"));
+            }
+            sanitize_request_headers(&mut h);
+            h.get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .map(|v| v.to_str().expect("ascii").to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            protocols(&["base64url.bearer.authorization.k8s.io.dG9r, v5.channel.k8s.io, v4.channel.k8s.io"]),
+            ["v5.channel.k8s.io, v4.channel.k8s.io"]
+        );
+        assert_eq!(
+            protocols(&["v5.channel.k8s.io", "base64url.bearer.authorization.k8s.io.dG9r"]),
+            ["v5.channel.k8s.io"]
+        );
+        assert!(protocols(&["base64url.bearer.authorization.k8s.io.dG9r"]).is_empty());
+        assert_eq!(
+            protocols(&["v5.channel.k8s.io", "channel.k8s.io"]),
+            ["v5.channel.k8s.io", "channel.k8s.io"],
+            "left alone without a token"
+        );
+    }
+
+    #[test]
+    fn only_spdy_and_websocket_over_http_1_1_are_upgrades() {
+        let parts = |version: Version, headers: &[(&str, &str)]| {
+            let mut b = Request::builder().version(version).uri("/exec/a/b/c");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).expect("request").into_parts().0
+        };
+        let up = |v, h: &[(&str, &str)]| upgrade_protocol(&parts(v, h)).map(|p| p.to_str().expect("ascii").to_owned());
+        let v11 = Version::HTTP_11;
+        assert_eq!(
+            up(v11, &[("connection", "Upgrade"), ("upgrade", "SPDY/3.1")]).as_deref(),
+            Some("SPDY/3.1")
+        );
+        assert_eq!(
+            up(v11, &[("connection", "keep-alive, upgrade"), ("upgrade", "websocket")]).as_deref(),
+            Some("websocket")
+        );
+        assert_eq!(up(v11, &[("upgrade", "websocket")]), None, "Connection must name it");
+        assert_eq!(up(v11, &[("connection", "Upgrade"), ("upgrade", "h2c")]), None);
+        assert_eq!(
+            up(Version::HTTP_10, &[("connection", "Upgrade"), ("upgrade", "websocket")]),
+            None
+        );
+        assert_eq!(
+            up(
+                v11,
+                &[
+                    ("connection", "Upgrade"),
+                    ("upgrade", "websocket"),
+                    ("upgrade", "SPDY/3.1")
+                ]
+            ),
+            None,
+            "two Upgrade headers are ambiguous"
+        );
     }
 }

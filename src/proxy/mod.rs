@@ -7,6 +7,8 @@ pub mod path;
 pub mod pipeline;
 pub mod respond;
 pub mod routes;
+pub mod secure;
+pub mod tunnel;
 
 /// The path gate's promise over generated targets: whatever the gate lets
 /// through is classified the same way on the raw path (what the gateway authorizes and

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use super::path::Rejection;
 use super::respond::{self, Body};
-use super::routes::{Dispatch, Handler};
 use crate::authn::{AuthnFailure, UserInfo};
 use crate::authz::Verdict;
 
@@ -56,6 +55,13 @@ pub enum Answer<'a> {
 pub enum Serve {
     /// Forwarded to the read-only port.
     ReadOnly,
+    /// Forwarded to the kubelet's own port (`upstream.secure`).
+    Secure {
+        /// The endpoint, for the metrics (`exec`, `configz`, or the mux root of a read-only one).
+        endpoint: &'static str,
+        /// exec, attach and portForward: an upgrade to SPDY or WebSocket is kept and spliced.
+        streaming: bool,
+    },
     /// `/logs/`, from the node log directory.
     NodeLogs,
     /// `/containerLogs/`, from the pod log directory.
@@ -72,8 +78,21 @@ pub struct Review {
     /// The subresources in the order they are tried.
     pub tried: &'static [&'static str],
     pub verdict: Verdict,
-    /// The REST routes' answer after an allow; `None` otherwise.
-    pub dispatch: Option<Dispatch>,
+    /// What answers an allowed request; `None` otherwise.
+    pub route: Option<Route>,
+}
+
+/// What the route table and the configured ports make of an allowed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Serve(Serve),
+    /// go-restful's `404: Page Not Found`: no route under the mux root.
+    NoRoute,
+    /// go-restful's `405: Method Not Allowed`, with the `Allow` header value.
+    MethodNotAllowed(&'static str),
+    /// An endpoint of the kubelet's private API, and no `upstream.secure` to reach it: 405
+    /// saying what to configure.
+    NeedsSecurePort(&'static str),
 }
 
 /// The decision in one word, as the metrics, the audit record and the tools print it.
@@ -133,7 +152,7 @@ impl Outcome {
             Outcome::Rejected(Rejected::Path(_)) => Stage::Path,
             Outcome::Rejected(Rejected::NotFound | Rejected::Redirect { .. }) => Stage::Route,
             Outcome::Unauthenticated(_) => Stage::Authentication,
-            Outcome::Reviewed(r) if r.dispatch.is_some() => Stage::Handler,
+            Outcome::Reviewed(r) if r.route.is_some() => Stage::Handler,
             Outcome::Reviewed(_) => Stage::Authorization,
         }
     }
@@ -141,21 +160,14 @@ impl Outcome {
     /// The handler that serves an allowed request itself (forwarding, native logs), with the
     /// target it serves; `None` when the answer is [`Outcome::response`]'s.
     pub fn handler(&self) -> Option<(Serve, &PathAndQuery)> {
-        let Outcome::Reviewed(Review {
-            dispatch: Some(Dispatch::Handle(handler)),
-            target,
-            ..
-        }) = self
-        else {
-            return None;
-        };
-        let serve = match handler {
-            Handler::ReadOnly => Serve::ReadOnly,
-            Handler::NodeLogs => Serve::NodeLogs,
-            Handler::ContainerLogs => Serve::ContainerLogs,
-            Handler::Private(_) => return None,
-        };
-        Some((serve, target))
+        match self {
+            Outcome::Reviewed(Review {
+                route: Some(Route::Serve(serve)),
+                target,
+                ..
+            }) => Some((*serve, target)),
+            _ => None,
+        }
     }
 
     /// How many reviews the authorizer was asked for: the loop stops at the first allow or
@@ -219,19 +231,17 @@ impl Outcome {
             Outcome::Unauthenticated(AuthnFailure::Unauthorized(_)) => respond::unauthorized(),
             Outcome::Unauthenticated(AuthnFailure::Ambiguous(_)) => respond::bad_request(),
             Outcome::Unauthenticated(AuthnFailure::TooLarge) => respond::header_too_large(),
-            Outcome::Reviewed(r) => match (&r.verdict, r.dispatch) {
+            Outcome::Reviewed(r) => match (&r.verdict, r.route) {
                 (Verdict::Forbidden, _) => respond::forbidden(&r.user.name, r.verb, r.tried),
                 (Verdict::Failed { subresource, .. }, _) => {
                     respond::authorization_error(&r.user.name, r.verb, subresource)
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::NoRoute)) => respond::route_not_found(),
-                (Verdict::Allowed { .. }, Some(Dispatch::MethodNotAllowed(allow))) => {
-                    respond::method_not_allowed(allow)
-                }
-                (Verdict::Allowed { .. }, Some(Dispatch::Handle(Handler::Private(endpoint)))) => {
+                (Verdict::Allowed { .. }, Some(Route::NoRoute)) => respond::route_not_found(),
+                (Verdict::Allowed { .. }, Some(Route::MethodNotAllowed(allow))) => respond::method_not_allowed(allow),
+                (Verdict::Allowed { .. }, Some(Route::NeedsSecurePort(endpoint))) => {
                     respond::needs_private_api(endpoint)
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::Handle(_)) | None) => return None,
+                (Verdict::Allowed { .. }, Some(Route::Serve(_)) | None) => return None,
             },
         })
     }

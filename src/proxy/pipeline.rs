@@ -9,20 +9,24 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
-use super::forward::ReadOnlyPort;
-use super::outcome::{Answer, Outcome, Rejected, Review, Serve};
+use super::forward::{ReadOnlyPort, upgrade_protocol};
+use super::outcome::{Answer, Outcome, Rejected, Review, Route, Serve};
 use super::path;
 use super::respond::{self, Body};
-use super::routes::{self, Mux, Root};
+use super::routes::{self, Dispatch, Handler, Mux, Root};
+use super::secure::SecurePort;
+use super::tunnel::{Streams, Tunnel};
 use crate::authn::{Authentication, Authenticator, Connection, UserInfo};
 use crate::authz::attributes::{request_verb, subresources};
 use crate::authz::{AnyAuthorizer, Authorizer, Verdict};
 use crate::logs::LogServer;
-use crate::ops::observer::Observer;
+use crate::ops::observer::{Observer, Port};
 
 /// What the decision depends on besides the identity and the authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +36,46 @@ pub struct Policy {
     pub fine_grained_authz: bool,
     /// exec, attach, portForward and run are reviewed as `create` whatever the method.
     pub exec_requires_create: bool,
+    /// Which of the kubelet's ports the gateway forwards to: the read-only one for the
+    /// read-only endpoints, the secure one for the rest (and for everything without the first).
+    pub read_only_port: bool,
+    pub secure_port: bool,
 }
+
+impl Policy {
+    /// What answers a request the route table gave to `handler`, with these ports.
+    pub fn serve(&self, handler: Handler, root: &'static str) -> Route {
+        match handler {
+            Handler::NodeLogs => Route::Serve(Serve::NodeLogs),
+            Handler::ContainerLogs => Route::Serve(Serve::ContainerLogs),
+            Handler::ReadOnly if self.read_only_port => Route::Serve(Serve::ReadOnly),
+            Handler::ReadOnly => Route::Serve(Serve::Secure {
+                endpoint: root.trim_matches('/'),
+                streaming: false,
+            }),
+            Handler::Private(endpoint) if self.secure_port => Route::Serve(Serve::Secure {
+                endpoint,
+                streaming: STREAMING.contains(&endpoint),
+            }),
+            Handler::Private(endpoint) => Route::NeedsSecurePort(endpoint),
+        }
+    }
+}
+
+/// The endpoints whose upgrades (SPDY, WebSocket) are kept and spliced.
+const STREAMING: [&str; 3] = ["exec", "attach", "portForward"];
 
 /// Everything a request needs, built once at start and shared by every connection.
 pub struct Pipeline {
     pub policy: Policy,
     pub authenticator: Authenticator,
     pub authorizer: AnyAuthorizer,
-    pub read_only: ReadOnlyPort,
+    /// `upstream.readOnly`, unless it is empty.
+    pub read_only: Option<ReadOnlyPort>,
+    /// `upstream.secure`, when configured (shared with the readiness check).
+    pub secure: Option<Arc<SecurePort>>,
+    /// The upgraded streams open now.
+    pub streams: Arc<Streams>,
     /// `/logs/` and `/containerLogs/`, served from the node's own files.
     pub logs: LogServer,
     pub stats: Stats,
@@ -89,14 +125,18 @@ pub async fn review<A: Authorizer>(
     let verb = request_verb(method, path, policy.exec_requires_create);
     let tried = subresources(path, policy.fine_grained_authz);
     let verdict = crate::authz::review(authorizer, &user, verb, tried, &policy.node_name).await;
-    let dispatch = matches!(verdict, Verdict::Allowed { .. }).then(|| root.dispatch(method, path));
+    let route = matches!(verdict, Verdict::Allowed { .. }).then(|| match root.dispatch(method, path) {
+        Dispatch::Handle(handler) => policy.serve(handler, root.prefix),
+        Dispatch::NoRoute => Route::NoRoute,
+        Dispatch::MethodNotAllowed(allow) => Route::MethodNotAllowed(allow),
+    });
     Outcome::Reviewed(Review {
         target,
         user,
         verb,
         tried,
         verdict,
-        dispatch,
+        route,
     })
 }
 
@@ -133,14 +173,70 @@ impl Pipeline {
             Answer::Serve(Serve::ContainerLogs, target) => {
                 self.logs.container_logs(target.path(), target.query()).await
             }
-            Answer::Serve(Serve::ReadOnly, target) => {
-                record.forwarded();
-                let target = target.clone();
-                self.read_only.forward(parts, body, target, conn.peer).await
-            }
+            Answer::Serve(Serve::ReadOnly, target) => match &self.read_only {
+                Some(port) => {
+                    record.forwarded(Port::ReadOnly);
+                    port.forward(parts, body, target.clone(), conn.peer).await
+                }
+                // `Policy::serve` sends nothing here without the port.
+                None => respond::bad_gateway(),
+            },
+            Answer::Serve(Serve::Secure { endpoint, streaming }, target) => match &self.secure {
+                Some(secure) => {
+                    record.forwarded(Port::Secure);
+                    let target = target.clone();
+                    match self.forward_secure(secure, parts, body, target, conn, streaming).await {
+                        Secured::Response(response) => response,
+                        Secured::Tunnel(response, tunnel) => {
+                            let stream = self.observer.stream_started(record, &response, endpoint);
+                            tokio::spawn(stream.run(tunnel, self.streams.clone()));
+                            return response;
+                        }
+                    }
+                }
+                None => respond::bad_gateway(),
+            },
         };
         self.observer.finish(record, response)
     }
+
+    /// Forwards to the kubelet's port, keeping the upgrade of a streaming request over HTTP/1.1.
+    /// An accepted upgrade comes back with the tunnel to splice once the `101` is sent.
+    async fn forward_secure(
+        &self,
+        secure: &SecurePort,
+        mut parts: Parts,
+        body: Incoming,
+        target: PathAndQuery,
+        conn: &Connection,
+        streaming: bool,
+    ) -> Secured {
+        let protocol = streaming.then(|| upgrade_protocol(&parts)).flatten();
+        // The client's side of the upgrade; without it (never on HTTP/1.1) nothing is upgraded.
+        let client = protocol.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
+        let protocol = protocol.filter(|_| client.is_some());
+        let forwarded = secure
+            .port
+            .forward_upgradable(parts, body, target, conn.peer, protocol)
+            .await;
+        match (client, forwarded.upgraded) {
+            (Some(client), Some(upstream)) => Secured::Tunnel(
+                forwarded.response,
+                Tunnel {
+                    client,
+                    upstream,
+                    idle_timeout: secure.stream_idle_timeout,
+                },
+            ),
+            _ => Secured::Response(forwarded.response),
+        }
+    }
+}
+
+/// The kubelet's port's answer: a response, or a `101` with the tunnel behind it.
+enum Secured {
+    Response(Response<Body>),
+    Tunnel(Response<Body>, Tunnel),
 }
 
 /// One log line per decision, at the level its kind deserves. Why goes here, never to the caller.

@@ -114,12 +114,12 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// 405 for an endpoint that needs the kubelet's private API, saying what it would take.
+/// 405 for an endpoint that needs the kubelet's private API when no `upstream.secure` is
+/// configured, saying what it would take.
 pub fn needs_private_api(endpoint: &str) -> Response<Body> {
     let body = format!(
-        "{endpoint} needs the kubelet's authenticated API. kubelet-gate forwards only to the kubelet's \
-         read-only port (upstream.readOnly), which cannot serve it; forwarding to the kubelet's own \
-         port (upstream.secure) is not available in this version.\n"
+        "{endpoint} needs the kubelet's authenticated API. kubelet-gate forwards it only to the kubelet's \
+         own port (upstream.secure), which is not configured; the read-only port cannot serve it.\n"
     );
     let mut r = text(StatusCode::METHOD_NOT_ALLOWED, body);
     r.headers_mut()

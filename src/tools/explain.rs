@@ -20,11 +20,10 @@ use crate::authn::user::{self, ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICA
 use crate::authn::{AuthnFailure, UserInfo};
 use crate::authz::{AnyAuthorizer, Attributes, Verdict};
 use crate::config::Config;
-use crate::proxy::outcome::{Answer, Outcome, Rejected, Serve};
+use crate::proxy::outcome::{Answer, Outcome, Rejected, Route, Serve};
 pub use crate::proxy::outcome::{Decision, Stage};
 use crate::proxy::path::{self, Rejection};
 use crate::proxy::pipeline::{Policy, review, route};
-use crate::proxy::routes::{Dispatch, Handler};
 
 /// Who makes the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +141,9 @@ impl Explanation {
 pub struct Explainer {
     policy: Policy,
     anonymous_enabled: bool,
-    upstream: String,
+    /// The ports requests are forwarded to (`upstream.readOnly`, `upstream.secure.url`).
+    read_only: Option<String>,
+    secure: Option<String>,
     authorizer: AnyAuthorizer,
     /// What the authorizer is, for the reports.
     pub description: String,
@@ -158,9 +159,12 @@ impl Explainer {
                 node_name: config.node_name.clone(),
                 fine_grained_authz: config.fine_grained_authz,
                 exec_requires_create: config.authorization.exec_requires_create,
+                read_only_port: config.upstream.read_only.is_some(),
+                secure_port: config.upstream.secure.is_some(),
             },
             anonymous_enabled: config.authentication.anonymous,
-            upstream: config.upstream.read_only.to_string(),
+            read_only: config.upstream.read_only.as_ref().map(ToString::to_string),
+            secure: config.upstream.secure.as_ref().map(|s| s.url.to_string()),
             description: super::authorizer::describe(&authorizer, config),
             authorizer,
             warnings,
@@ -269,7 +273,7 @@ impl Explainer {
                     exec_requires_create: self.policy.exec_requires_create,
                     fine_grained: self.policy.fine_grained_authz,
                 });
-                x.handler = r.dispatch.map(|d| self.handler(d));
+                x.handler = r.route.map(|route| self.handler(route));
             }
             Outcome::Rejected(Rejected::NotFound) | Outcome::Unauthenticated(_) => {}
         }
@@ -287,20 +291,29 @@ impl Explainer {
                 let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 x.body = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
-            Answer::Serve(Serve::ReadOnly, _) => x.forwarded_to = Some(self.upstream.clone()),
+            Answer::Serve(Serve::ReadOnly, _) => x.forwarded_to = self.read_only.clone(),
+            Answer::Serve(Serve::Secure { .. }, _) => x.forwarded_to = self.secure.clone(),
             Answer::Serve(Serve::NodeLogs | Serve::ContainerLogs, _) => {}
         }
         x
     }
 
-    fn handler(&self, dispatch: Dispatch) -> String {
-        match dispatch {
-            Dispatch::NoRoute => "none: no route under this mux pattern".into(),
-            Dispatch::MethodNotAllowed(allow) => format!("none: the route takes {allow}"),
-            Dispatch::Handle(Handler::Private(endpoint)) => format!("{endpoint}: needs the kubelet's private API"),
-            Dispatch::Handle(Handler::NodeLogs) => "served by the gateway from logs.nodeLogDir".into(),
-            Dispatch::Handle(Handler::ContainerLogs) => "served by the gateway from logs.podLogDir".into(),
-            Dispatch::Handle(Handler::ReadOnly) => "read-only endpoint: forwarded to upstream.readOnly".into(),
+    fn handler(&self, route: Route) -> String {
+        match route {
+            Route::NoRoute => "none: no route under this mux pattern".into(),
+            Route::MethodNotAllowed(allow) => format!("none: the route takes {allow}"),
+            Route::NeedsSecurePort(endpoint) => format!("{endpoint}: needs the kubelet's own port (upstream.secure)"),
+            Route::Serve(Serve::NodeLogs) => "served by the gateway from logs.nodeLogDir".into(),
+            Route::Serve(Serve::ContainerLogs) => "served by the gateway from logs.podLogDir".into(),
+            Route::Serve(Serve::ReadOnly) => "read-only endpoint: forwarded to upstream.readOnly".into(),
+            Route::Serve(Serve::Secure { endpoint, streaming }) => format!(
+                "{endpoint}: forwarded to the kubelet's own port (upstream.secure){}",
+                if streaming {
+                    ", an upgrade spliced once the kubelet answers 101"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
@@ -319,28 +332,30 @@ impl Explainer {
                 format!("{location} is registered with its trailing slash: redirected before authentication")
             }
             Outcome::Unauthenticated(_) => "no credential, and authentication.anonymous.enabled is false".into(),
-            Outcome::Reviewed(r) => match (&r.verdict, r.dispatch) {
+            Outcome::Reviewed(r) => match (&r.verdict, r.route) {
                 (Verdict::Forbidden, _) => "no subresource was allowed".into(),
                 (Verdict::Failed { subresource, error }, _) => {
                     format!("the authorizer failed on nodes/{subresource}: {error}")
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::NoRoute)) => {
-                    "authorized, but no route matches the path".into()
-                }
-                (Verdict::Allowed { .. }, Some(Dispatch::MethodNotAllowed(allow))) => {
+                (Verdict::Allowed { .. }, Some(Route::NoRoute)) => "authorized, but no route matches the path".into(),
+                (Verdict::Allowed { .. }, Some(Route::MethodNotAllowed(allow))) => {
                     format!("authorized, but the route takes only {allow}")
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::Handle(Handler::Private(endpoint)))) => {
-                    format!("authorized, but {endpoint} needs the kubelet's own port (not in this version)")
+                (Verdict::Allowed { .. }, Some(Route::NeedsSecurePort(endpoint))) => {
+                    format!("authorized, but {endpoint} needs the kubelet's own port, and upstream.secure is not set")
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::Handle(Handler::ReadOnly))) => {
+                (Verdict::Allowed { .. }, Some(Route::Serve(serve @ (Serve::ReadOnly | Serve::Secure { .. })))) => {
+                    let port = match serve {
+                        Serve::ReadOnly => self.read_only.as_deref(),
+                        _ => self.secure.as_deref(),
+                    };
                     format!(
-                        "authorized and forwarded to {}: the status and body are the upstream's",
-                        self.upstream
+                        "authorized and forwarded to {}: the status and body are the kubelet's",
+                        port.unwrap_or("?")
                     )
                 }
-                (Verdict::Allowed { .. }, Some(Dispatch::Handle(handler))) => {
-                    let dir = if handler == Handler::NodeLogs {
+                (Verdict::Allowed { .. }, Some(Route::Serve(serve))) => {
+                    let dir = if serve == Serve::NodeLogs {
                         "logs.nodeLogDir"
                     } else {
                         "logs.podLogDir"

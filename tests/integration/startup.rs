@@ -50,16 +50,40 @@ fn ill_typed_value_exits_2() {
     assert!(err.contains("port") && err.contains(":3"), "{err}");
 }
 
+/// `upstream.secure` needs its three files; a missing or broken one stops the start naming it
+/// (check-config and serve alike), before anything is written.
 #[test]
-fn features_not_in_this_version_are_refused_not_ignored() {
+fn a_secure_upstream_with_a_missing_or_broken_file_stops_the_start_naming_it() {
+    use crate::common::pki::Ca;
     let dir = tempfile::tempdir().expect("dir");
-    let cfg = write_config(
-        dir.path(),
-        &format!("upstream: {{secure: {{url: \"https://127.0.0.1:10250\"}}}}\n{OFFLINE}"),
-    );
-    let (code, _, err) = run(&["check-config", "--config", &cfg]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("upstream.secure.url"), "{err}");
+    let ca = Ca::new("kubelet-ca");
+    ca.write_pem(&dir.path().join("kubelet-ca.crt"));
+    let client = ca.client(crate::common::pki::ClientSpec::new("kubelet-gate"));
+    client.write(&dir.path().join("gw.crt"), &dir.path().join("gw.key"));
+    std::fs::write(dir.path().join("empty.crt"), "").expect("w");
+    let secure = |ca: &str, cert: &str| {
+        format!(
+            "address: 127.0.0.1\nport: 1\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nupstream:\n  readOnly: \"\"\n  secure: {{url: \"https://127.0.0.1:10260\", caFile: {ca}, certFile: {cert}, keyFile: gw.key}}\n{OFFLINE}"
+        )
+    };
+    for (ca, cert, named) in [
+        ("missing-ca.crt", "gw.crt", "missing-ca.crt"),
+        ("empty.crt", "gw.crt", "empty.crt"),
+        ("kubelet-ca.crt", "missing.crt", "missing.crt"),
+    ] {
+        let cfg = write_config(dir.path(), &secure(ca, cert));
+        for command in ["check-config", "serve"] {
+            let (code, _, err) = run(&[command, "--config", &cfg]);
+            assert_eq!(code, 2, "{command} {named}: {err}");
+            assert!(err.contains(named), "{command} names {named}: {err}");
+            assert!(!dir.path().join("pki").exists(), "nothing written first");
+        }
+    }
+    let cfg = write_config(dir.path(), &secure("kubelet-ca.crt", "gw.crt"));
+    let (code, out, err) = run(&["check-config", "--config", &cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("readOnly: ''") || out.contains("readOnly: \"\""), "{out}");
+    assert!(out.contains("streamIdleTimeout: 4h"), "{out}");
 }
 
 #[test]

@@ -47,7 +47,10 @@ fn defaults_of_minimal_document() {
         }
     );
     assert!(c.fine_grained_authz);
-    assert_eq!(url_text(&c.upstream.read_only), "http://127.0.0.1:10255");
+    assert_eq!(
+        c.upstream.read_only.as_ref().map(url_text).as_deref(),
+        Some("http://127.0.0.1:10255")
+    );
     assert_eq!(c.upstream.secure, None);
     assert_eq!(c.logs.node_log_dir, PathBuf::from("/var/log"));
     assert_eq!(c.logs.pod_log_dir, PathBuf::from("/var/log/pods"));
@@ -61,10 +64,22 @@ fn empty_strings_mean_default() {
         "nodeName: \"\"\naddress: \"\"\ncertDir: \"\"\ntlsCertFile: \"\"\n",
         "tlsPrivateKeyFile: \"\"\ntlsMinVersion: \"\"\nkubeconfig: \"\"\n",
         "apiServer: {requestTimeout: \"\", staleIfError: \"\"}\n",
-        "upstream: {readOnly: \"\", secure: {url: \"\", caFile: \"\", certFile: \"\", keyFile: \"\"}}\n",
+        "upstream: {secure: {url: \"\", caFile: \"\", certFile: \"\", keyFile: \"\"}}\n",
         "ops: {address: \"\"}\naudit: {path: \"\"}\n",
     ));
     assert_eq!(c, parse(""));
+}
+
+/// The one empty string that is not the default: no read-only port, the secure one serving
+/// every forwarded endpoint (a node with `readOnlyPort: 0`).
+#[test]
+fn an_empty_read_only_port_is_none_and_needs_the_secure_one() {
+    let c = parse(
+        "upstream:\n  readOnly: \"\"\n  secure: {url: \"https://127.0.0.1:10260\", caFile: ca.crt, certFile: c.crt, keyFile: c.key}\n",
+    );
+    assert_eq!(c.upstream.read_only, None);
+    assert!(c.upstream.secure.is_some());
+    assert_eq!(c.upstream.stream_idle_timeout, Duration::from_secs(4 * 3600));
 }
 
 const FULL: &str = r#"nodeName: node-a
@@ -166,22 +181,22 @@ fn every_field_parsed() {
         }
     );
     assert!(!c.fine_grained_authz);
-    assert_eq!(url_text(&c.upstream.read_only), "http://localhost:10255");
+    assert_eq!(
+        c.upstream.read_only.as_ref().map(url_text).as_deref(),
+        Some("http://localhost:10255")
+    );
     let secure = c.upstream.secure.as_ref();
     assert_eq!(
         secure.map(|s| url_text(&s.url)).as_deref(),
         Some("https://127.0.0.1:10250")
     );
+    assert_eq!(secure.map(|s| s.ca_file.clone()), Some(p("/etc/kubelet-gate/ca.crt")));
     assert_eq!(
-        secure.and_then(|s| s.ca_file.clone()),
-        Some(p("/etc/kubelet-gate/ca.crt"))
-    );
-    assert_eq!(
-        secure.and_then(|s| s.cert_file.clone()),
+        secure.map(|s| s.cert_file.clone()),
         Some(p("/etc/kubelet-gate/client.crt"))
     );
     assert_eq!(
-        secure.and_then(|s| s.key_file.clone()),
+        secure.map(|s| s.key_file.clone()),
         Some(p("/etc/kubelet-gate/client.key"))
     );
     assert_eq!(
@@ -315,7 +330,7 @@ fn to_yaml_round_trips() {
     for body in [
         FULL,
         "",
-        "serverTLSBootstrap: true\ntlsCertFile: a\ntlsPrivateKeyFile: b\naudit: {path: \"-\"}\nupstream: {secure: {url: \"https://[::1]:10250\"}}\n",
+        "serverTLSBootstrap: true\ntlsCertFile: a\ntlsPrivateKeyFile: b\naudit: {path: \"-\"}\nupstream: {readOnly: \"\", streamIdleTimeout: 5m, secure: {url: \"https://[::1]:10250\", caFile: ca, certFile: c, keyFile: k}}\n",
     ] {
         let c = parse(body);
         let yaml = c.to_yaml();

@@ -137,13 +137,30 @@ fn serving_cert_sources() {
             ))
         }
     );
-    let e = fail("upstream: {secure: {url: \"https://h\", keyFile: k}}\n");
+    // The kubelet authenticates every caller: without all four the secure upstream cannot work.
+    let e = fail("upstream: {secure: {url: \"https://h\", caFile: ca, keyFile: k}}\n");
     assert_error(
         &e,
-        "upstream.secure.keyFile",
+        "upstream.secure.certFile",
         Some(3),
-        "upstream.secure.keyFile is set but upstream.secure.certFile is not",
+        "required with upstream.secure: the gateway's client certificate for the kubelet",
     );
+    let e = fail("upstream: {secure: {url: \"https://h\", certFile: c, keyFile: k}}\n");
+    assert_error(
+        &e,
+        "upstream.secure.caFile",
+        Some(3),
+        "the CA that signed the kubelet's serving certificate",
+    );
+    let e = fail("upstream: {readOnly: \"\"}\n");
+    assert_error(
+        &e,
+        "upstream.readOnly",
+        Some(3),
+        "may be empty only when upstream.secure is set",
+    );
+    let e = fail("upstream: {streamIdleTimeout: 0s}\n");
+    assert_error(&e, "upstream.streamIdleTimeout", Some(3), "must be greater than 0s");
 }
 
 #[test]
@@ -170,7 +187,12 @@ fn upstream_urls() {
     let e = fail("upstream: {secure: {url: \"http://127.0.0.1:10250\"}}\n");
     assert_error(&e, "upstream.secure.url", Some(3), "must be a https:// URL");
     let e = fail("upstream: {secure: {caFile: ca.crt}}\n");
-    assert_error(&e, "upstream.secure.url", Some(3), "url is empty");
+    assert_error(
+        &e,
+        "upstream.secure.url",
+        Some(3),
+        "required with upstream.secure: the kubelet's own port",
+    );
 }
 
 #[test]
