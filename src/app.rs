@@ -199,7 +199,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             what: "client certificate for the kubelet's port",
             cert: secure.cert_file.clone(),
             key: secure.key_file.clone(),
-            slot: port.client_key.clone(),
+            slot: port.clone(),
         });
     }
     let reloader = (!reloader.is_empty()).then_some(reloader);

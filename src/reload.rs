@@ -74,6 +74,10 @@ impl Reloader {
         let mut seen = std::mem::take(&mut self.seen);
         let mut tick = tokio::time::interval(self.interval);
         tick.tick().await;
+        // A change made between the start's load and the watch would wait for the next tick.
+        for (source, seen) in self.sources.iter().zip(seen.iter_mut()) {
+            self.check(source.as_ref(), seen).await;
+        }
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

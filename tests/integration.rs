@@ -16,6 +16,7 @@ mod integration {
     pub mod ops;
     pub mod paths;
     pub mod reload;
+    pub mod secure;
     pub mod startup;
     pub mod tls;
     pub mod tools;

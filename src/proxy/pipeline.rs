@@ -216,7 +216,7 @@ impl Pipeline {
         let client = protocol.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
         let protocol = protocol.filter(|_| client.is_some());
         let forwarded = secure
-            .port
+            .port()
             .forward_upgradable(parts, body, target, conn.peer, protocol)
             .await;
         match (client, forwarded.upgraded) {

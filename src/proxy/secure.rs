@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::Uri;
 use http::uri::Scheme;
@@ -23,13 +24,19 @@ use rustls_pki_types::pem::PemObject;
 use super::forward::{Port, UpstreamUrlError};
 use crate::certs::CertError;
 use crate::config::SecureUpstream;
-use crate::tls::ClientKey;
+use crate::tls::{ClientKey, KeySlot};
+
+type Https = HttpsConnector<HttpConnector>;
 
 /// The kubelet's port and the gateway's identity towards it.
 pub struct SecurePort {
-    pub port: Port<HttpsConnector<HttpConnector>>,
+    /// The clients in use; replaced, with fresh pools, when the client certificate changes.
+    port: ArcSwap<Port<Https>>,
+    connector: Https,
+    url: Uri,
+    header_timeout: Duration,
     /// For readiness: no pool, so every probe is a new TLS handshake with the current key.
-    probe: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    probe: Client<Https, Empty<Bytes>>,
     healthz: Uri,
     /// The gateway's client certificate, swapped by the reloader when its files change.
     pub client_key: Arc<ClientKey>,
@@ -63,10 +70,14 @@ impl SecurePort {
             &config.cert_file,
             &config.key_file,
         )?));
-        let tls = ClientConfig::builder_with_provider(crate::crypto::provider())
+        let mut tls = ClientConfig::builder_with_provider(crate::crypto::provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_client_cert_resolver(client_key.clone());
+        // No resumption: a resumed session keeps the identity of the one it resumes, so after a
+        // rotation the kubelet would still see the old certificate (and one it no longer
+        // trusts would go on working). Pooled connections keep full handshakes rare.
+        tls.resumption = rustls::client::Resumption::disabled();
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
         http.set_nodelay(true);
@@ -84,7 +95,15 @@ impl SecurePort {
                 .pool_max_idle_per_host(0)
                 .build(https.clone()),
             healthz,
-            port: Port::with_connector(&config.url, Scheme::HTTPS, https, header_timeout)?,
+            port: ArcSwap::from_pointee(Port::with_connector(
+                &config.url,
+                Scheme::HTTPS,
+                https.clone(),
+                header_timeout,
+            )?),
+            connector: https,
+            url: config.url.clone(),
+            header_timeout,
             client_key,
             stream_idle_timeout,
         })
@@ -92,6 +111,11 @@ impl SecurePort {
 }
 
 impl SecurePort {
+    /// The clients to forward with now.
+    pub fn port(&self) -> Arc<Port<Https>> {
+        self.port.load_full()
+    }
+
     /// For `/readyz`: a TLS handshake with the gateway's current certificate and the kubelet's
     /// `/healthz`. 401 and 403 are failures too: the kubelet does not accept (or does not
     /// authorize) the gateway, so nothing forwarded there would work.
@@ -108,6 +132,21 @@ impl SecurePort {
                 "{url}: 403: the gateway's identity may not use the kubelet API (bind it to system:kubelet-api-admin)"
             )),
             Ok(Ok(r)) => Err(format!("{url}: {}", r.status())),
+        }
+    }
+}
+
+/// A new client certificate: new connections present it, and the pooled ones (which would keep
+/// the old identity, up to its expiry and past it) are left to finish and not reused, as the
+/// kubelet closes its connections when its own client certificate rotates (client-go
+/// `transport/cert_rotation.go`, kubelet `UpdateTransport`). Open streams keep their
+/// connections.
+impl KeySlot for SecurePort {
+    fn store(&self, key: Arc<rustls::sign::CertifiedKey>) {
+        self.client_key.store(key);
+        match Port::with_connector(&self.url, Scheme::HTTPS, self.connector.clone(), self.header_timeout) {
+            Ok(port) => self.port.store(Arc::new(port)),
+            Err(e) => tracing::warn!(error = %e, "could not renew the connections to the kubelet's port"),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod csr_api;
+pub mod kubelet_port;
 pub mod pki;
 pub mod serving;
 pub mod upstream;
@@ -61,6 +62,9 @@ pub struct Setup {
     pub log_dirs: Option<(PathBuf, PathBuf)>,
     /// Feature gate `PodLogsQuerySplitStreams`.
     pub split_streams: bool,
+    /// Lines inside the `upstream:` block after `readOnly` (indented two spaces), e.g. the
+    /// `secure:` block a [`kubelet_port::KubeletPortStandIn`] writes.
+    pub upstream_yaml: String,
 }
 
 impl Default for Setup {
@@ -84,6 +88,7 @@ impl Default for Setup {
             options: BuildOptions::default(),
             log_dirs: None,
             split_streams: false,
+            upstream_yaml: String::new(),
         }
     }
 }
@@ -289,7 +294,7 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &ReadOnlyStandIn)
         None => String::new(),
     };
     format!(
-        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: {cert_dir}\nnodeAddresses: {}\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}, PodLogsQuerySplitStreams: {}}}\nupstream:\n  readOnly: {upstream_url}\n{logs}{}",
+        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: 10250\ncertDir: {cert_dir}\nnodeAddresses: {}\nkubeconfig: \"{kubeconfig}\"\nauthentication:\n  x509: {{clientCAFile: \"{client_ca}\"}}\n  webhook: {{enabled: {}, audiences: [{}]}}\n  anonymous: {{enabled: {}}}\n  tokenFile: tokens.csv\nauthorization:\n  mode: {}\n  rbac: {{policyFiles: [{}]}}\n  execRequiresCreate: {}\nfeatureGates: {{KubeletFineGrainedAuthz: {}, PodLogsQuerySplitStreams: {}}}\nupstream:\n  readOnly: {upstream_url}\n{}{logs}{}",
         setup.node_addresses,
         setup.token_webhook,
         setup.audiences.join(", "),
@@ -299,6 +304,7 @@ fn config_yaml(setup: &Setup, dir: &std::path::Path, upstream: &ReadOnlyStandIn)
         setup.exec_requires_create,
         setup.fine_grained,
         setup.split_streams,
+        setup.upstream_yaml,
         setup.extra_yaml,
     )
 }

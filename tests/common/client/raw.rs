@@ -152,3 +152,15 @@ fn parse_one(bytes: &[u8]) -> Option<(RawResponse, usize)> {
     }
     Some(((status, headers, rest.to_vec()), bytes.len()))
 }
+
+impl TlsClient {
+    /// A TLS connection (ALPN http/1.1) to drive by hand: an upgrade, then the bytes of the
+    /// stream behind it.
+    pub async fn tls_h1(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        self.connect(addr, Arc::new(config))
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection to {addr} failed: {e}"))
+    }
+}
