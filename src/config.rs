@@ -290,8 +290,8 @@ pub struct Upstream {
     pub secure: Option<SecureUpstream>,
 }
 
-/// The kubelet's own authenticated port, moved off 10250 (e.g. to `127.0.0.1:10260`), for the
-/// endpoints the read-only port lacks.
+/// The kubelet's own authenticated port, moved to loopback (`https://127.0.0.1:10250`, the
+/// gateway on the node's address), for the endpoints the read-only port lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecureUpstream {
     /// An `https://` URL with only scheme, host and port; the host must be in the kubelet's

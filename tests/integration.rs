@@ -10,6 +10,7 @@ mod integration {
     pub mod bootstrap;
     pub mod clients;
     pub mod decisions;
+    pub mod deployment;
     pub mod diagnose_go;
     pub mod forwarding;
     pub mod logs;

@@ -210,6 +210,27 @@ impl Validator<'_> {
         let fine_grained_authz = gates.kubelet_fine_grained_authz.unwrap_or(true);
         let split_log_streams = gates.pod_logs_query_split_streams.unwrap_or(false);
         let upstream = self.upstream(raw.upstream.unwrap_or_default())?;
+        // The gateway must never be its own upstream: with the kubelet on 127.0.0.1:10250, a
+        // gateway on 0.0.0.0:10250 would take the kubelet's port (or fail to bind) and send
+        // every request back to itself.
+        let upstreams = [
+            ("upstream.readOnly", upstream.read_only.as_ref()),
+            ("upstream.secure.url", upstream.secure.as_ref().map(|s| &s.url)),
+        ];
+        for (field, url) in upstreams {
+            if let Some(url) = url
+                && let Some(target) = ip_target(url)
+                && target.port() == listen.port()
+                && addresses_overlap(target.ip(), listen.ip())
+            {
+                return Err(self.error(
+                    "address",
+                    format!(
+                        "the listen address {listen} takes {field}'s {target}: the gateway would forward to itself; set address (--address) to the node's address"
+                    ),
+                ));
+            }
+        }
 
         let logs = raw.logs.unwrap_or_default();
         let logs = Logs {
@@ -402,7 +423,7 @@ impl Validator<'_> {
                 )
             })
         };
-        let url = required("url", raw.url, "the kubelet's own port, e.g. https://127.0.0.1:10260")?;
+        let url = required("url", raw.url, "the kubelet's own port, e.g. https://127.0.0.1:10250")?;
         let url = upstream_url(&url, "https").map_err(|m| self.error("upstream.secure.url", m))?;
         let ca = required(
             "caFile",
@@ -454,6 +475,20 @@ pub(super) fn upstream_url(text: &str, scheme: &str) -> Result<http::Uri, String
     format!("{scheme}://{authority}/")
         .parse::<http::Uri>()
         .map_err(|e| format!("invalid URL {text:?}: {e}"))
+}
+
+/// An upstream URL's address when its host is an IP literal or `localhost`, with the scheme's
+/// port when it names none.
+fn ip_target(url: &http::Uri) -> Option<SocketAddr> {
+    let host = url.host()?;
+    let ip = match host.trim_start_matches('[').trim_end_matches(']') {
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        literal => literal.parse().ok()?,
+    };
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("https") { 443 } else { 80 });
+    Some(SocketAddr::new(ip, port))
 }
 
 pub(super) fn addresses_overlap(a: IpAddr, b: IpAddr) -> bool {

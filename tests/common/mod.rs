@@ -94,6 +94,20 @@ impl Default for Setup {
 }
 
 /// A ClusterRole granting `verbs` on `resources` and a ClusterRoleBinding of it to a user.
+/// An installed program, or `None` after saying the test that needs it does nothing (`.ci/run`
+/// installs every program a test asks for).
+pub fn installed(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        eprintln!("SKIPPED: `{name}` is not installed here (.ci/run installs it)");
+    }
+    found
+}
+
 pub fn grant_user(user: &str, resources: &[&str], verbs: &[&str]) -> String {
     grant("User", user, resources, verbs)
 }

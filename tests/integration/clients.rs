@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::pki::ClientSpec;
 use crate::common::upstream::PODS_JSON;
-use crate::common::{Harness, Setup, TokenUser, grant_user, plain_get};
+use crate::common::{Harness, Setup, TokenUser, grant_user, installed, plain_get};
 
 const READER: TokenUser = TokenUser {
     token: "reader-secret-token",
@@ -24,19 +24,6 @@ fn setup() -> Setup {
         rbac: vec![grant_user("reader", &["nodes/pods", "nodes/metrics"], &["get"])],
         ..Setup::default()
     }
-}
-
-/// The installed binary, or `None` after saying why the test does nothing.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        eprintln!("SKIPPED: `{name}` is not installed here (.ci/run installs it)");
-    }
-    found
 }
 
 /// Runs a client off the runtime's thread, so the gateway keeps serving meanwhile.
@@ -67,7 +54,7 @@ fn split_status(out: &Output) -> (String, String) {
 
 #[tokio::test]
 async fn curl_with_a_client_certificate_and_with_a_bearer_token() {
-    let Some(bin) = tool("curl") else { return };
+    let Some(bin) = installed("curl") else { return };
     let h = Harness::start(setup()).await;
 
     let reader = h.client_ca.client(ClientSpec::new("reader"));
@@ -92,7 +79,7 @@ async fn curl_with_a_client_certificate_and_with_a_bearer_token() {
 
 #[tokio::test]
 async fn kubectl_get_raw_through_the_gateway() {
-    let Some(bin) = tool("kubectl") else { return };
+    let Some(bin) = installed("kubectl") else { return };
     let h = Harness::start(setup()).await;
     let kubeconfig = h.path("kubeconfig");
     std::fs::write(
@@ -125,7 +112,7 @@ impl Drop for Child {
 
 #[tokio::test]
 async fn prometheus_scrapes_cadvisor_through_the_gateway_and_the_gateway_itself() {
-    let Some(bin) = tool("prometheus") else { return };
+    let Some(bin) = installed("prometheus") else { return };
     let h = Harness::start(setup()).await;
     let web = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");

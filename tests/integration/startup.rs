@@ -258,75 +258,6 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
     );
 }
 
-/// The deployment examples name a node's files (the kubelet's serving certificate, the cluster
-/// CA) and, for the DaemonSet, in-cluster credentials. `check-config` reads all of them, so the
-/// examples are checked on a stand-in node: the same files, made here, under a temporary root,
-/// and a kubeconfig (the systemd variant) in place of the in-cluster credentials.
-fn on_a_stand_in_node(yaml: &str, root: &std::path::Path) -> String {
-    use crate::common::pki::Ca;
-    let ca = Ca::new("kubernetes");
-    for dir in ["var/lib/kubelet/pki", "etc/kubernetes/pki", "var/log/kubelet-gate"] {
-        std::fs::create_dir_all(root.join(dir)).expect("mkdir");
-    }
-    let serving = ca.server(&["node-a"], &["10.0.0.5".parse().expect("ip")]);
-    std::fs::write(
-        root.join("var/lib/kubelet/pki/kubelet-server-current.pem"),
-        format!("{}{}", serving.cert_pem, serving.key_pem),
-    )
-    .expect("serving pem");
-    ca.write_pem(&root.join("etc/kubernetes/pki/ca.crt"));
-    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.cert_pem());
-    let kubeconfig = root.join("etc/kubernetes/kubelet.conf");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:1\", certificate-authority-data: {b64}}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
-        ),
-    )
-    .expect("kubeconfig");
-    let r = root.display();
-    yaml.replace("/var/lib/kubelet/pki/", &format!("{r}/var/lib/kubelet/pki/"))
-        .replace("/etc/kubernetes/", &format!("{r}/etc/kubernetes/"))
-        .replace("/var/log/kubelet-gate/", &format!("{r}/var/log/kubelet-gate/"))
-        .replace("kubeconfig: \"\"", &format!("kubeconfig: {}", kubeconfig.display()))
-}
-
-#[test]
-fn the_deployment_examples_pass_check_config() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let node = tempfile::tempdir().expect("node root");
-    let gateway = std::fs::read_to_string(format!("{root}/examples/deploy/gateway.yaml")).expect("gateway.yaml");
-    let path = node.path().join("gateway.yaml");
-    std::fs::write(&path, on_a_stand_in_node(&gateway, node.path())).expect("write");
-    let (code, out, err) = run(&["check-config", "--config", &path.display().to_string()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("/var/log/kubelet-gate/audit.log"), "{out}");
-
-    // The DaemonSet's ConfigMap holds the same kind of file.
-    let daemonset = std::fs::read_to_string(format!("{root}/examples/deploy/daemonset.yaml")).expect("daemonset");
-    let (_, rest) = daemonset.split_once("config.yaml: |\n").expect("ConfigMap");
-    let embedded: String = rest
-        .lines()
-        .take_while(|l| l.starts_with("    "))
-        .map(|l| format!("{}\n", &l[4..]))
-        .collect();
-    let path = node.path().join("config.yaml");
-    std::fs::write(&path, on_a_stand_in_node(&embedded, node.path())).expect("write");
-    let (code, _, err) = run(&["check-config", "--config", &path.display().to_string()]);
-    assert_eq!(code, 0, "{err}");
-
-    // Without the node's files, check-config names the first one missing.
-    let (code, _, err) = run(&[
-        "check-config",
-        "--config",
-        &format!("{root}/examples/deploy/gateway.yaml"),
-    ]);
-    if !std::path::Path::new("/var/lib/kubelet/pki/kubelet-server-current.pem").exists() {
-        assert_eq!(code, 2, "{err}");
-        assert!(err.contains("/var/lib/kubelet/pki/kubelet-server-current.pem"), "{err}");
-    }
-}
-
 #[test]
 fn an_audit_log_that_cannot_be_opened_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().expect("dir");
@@ -448,8 +379,7 @@ fn logs_are_plain_text_unless_on_a_terminal_without_no_color() {
 
     // On a terminal (script(1) gives the command a pseudo-terminal) colour is on, unless
     // NO_COLOR says otherwise.
-    let Ok(script) = which("script") else {
-        println!("SKIPPED the terminal half: no script(1)");
+    let Some(script) = crate::common::installed("script") else {
         return;
     };
     let on_terminal = |no_color: Option<&str>| {
@@ -468,15 +398,6 @@ fn logs_are_plain_text_unless_on_a_terminal_without_no_color() {
     };
     assert!(on_terminal(None), "colour on a terminal");
     assert!(!on_terminal(Some("1")), "NO_COLOR turns it off");
-}
-
-fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .ok_or(())
 }
 
 #[test]

@@ -330,7 +330,7 @@ fn to_yaml_round_trips() {
     for body in [
         FULL,
         "",
-        "serverTLSBootstrap: true\ntlsCertFile: a\ntlsPrivateKeyFile: b\naudit: {path: \"-\"}\nupstream: {readOnly: \"\", streamIdleTimeout: 5m, secure: {url: \"https://[::1]:10250\", caFile: ca, certFile: c, keyFile: k}}\n",
+        "serverTLSBootstrap: true\ntlsCertFile: a\ntlsPrivateKeyFile: b\naudit: {path: \"-\"}\nupstream: {readOnly: \"\", streamIdleTimeout: 5m, secure: {url: \"https://[::1]:10260\", caFile: ca, certFile: c, keyFile: k}}\n",
     ] {
         let c = parse(body);
         let yaml = c.to_yaml();

@@ -201,6 +201,18 @@ fn other_cross_field_checks() {
     assert_error(&e, "apiServer.maxInFlight", Some(4), "0 must be at least 1");
     let e = fail("port: 9000\nops: {address: \"127.0.0.1:9000\"}\n");
     assert_error(&e, "ops.address", Some(4), "conflicts");
+    // The gateway as its own upstream: the kubelet moved to loopback, the gateway left on all
+    // addresses (the file says nothing of address, so the error names the field alone).
+    let secure =
+        "upstream: {readOnly: \"\", secure: {url: \"https://127.0.0.1:10250\", caFile: c, certFile: c, keyFile: k}}\n";
+    let e = fail(secure);
+    assert_error(&e, "address", None, "takes upstream.secure.url's 127.0.0.1:10250");
+    let e = fail(&format!("address: 127.0.0.1\n{secure}"));
+    assert_error(&e, "address", Some(3), "the gateway would forward to itself");
+    let e = fail("port: 80\nupstream: {readOnly: \"http://localhost\"}\n");
+    assert_error(&e, "address", None, "upstream.readOnly's 127.0.0.1:80");
+    parse(&format!("address: 10.0.0.5\n{secure}"));
+    parse("address: 127.0.0.1\nport: 10250\nupstream: {readOnly: \"http://127.0.0.1:10255\"}\n");
     let e = fail("ops: {address: localhost:1}\n");
     assert_error(&e, "ops.address", Some(3), "IP:port");
     let e = fail("nodeName: Node_A\n");

@@ -1,5 +1,5 @@
-//! A stand-in for the kubelet's own authenticated port (`upstream.secure`), moved to
-//! 127.0.0.1:0 as the deployment moves it off 10250: HTTPS (HTTP/1.1 only, as the kubelet
+//! A stand-in for the kubelet's own authenticated port (`upstream.secure`), on 127.0.0.1:0 as
+//! the deployment moves it to loopback: HTTPS (HTTP/1.1 only, as the kubelet
 //! streams) that verifies the gateway's client certificate against its own client CA, records
 //! every request with the identity that sent it, answers the private endpoints as the kubelet
 //! does, and upgrades exec, attach and port-forward requests (SPDY/3.1 or WebSocket) with a
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::HeaderMap;
+use rustls_pki_types::CertificateDer;
 
 use crate::common::pki::{Ca, ClientSpec, Leaf};
 use crate::common::serving::Running;
@@ -85,30 +86,54 @@ pub(super) struct State {
     pub(super) mode: Mutex<StreamMode>,
     pub(super) handshakes: AtomicU64,
     pub(super) failed_handshakes: AtomicU64,
-    pub(super) client_ca: Ca,
+    /// The CA the gateway's client certificate must chain to.
+    pub(super) client_ca: CertificateDer<'static>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The stand-in: its address, its serving CA (for `caFile`), and the gateway's client pair
-/// its client CA issued (for `certFile`/`keyFile`).
-pub struct KubeletPortStandIn {
-    addr: SocketAddr,
+/// The PKI [`KubeletPortStandIn::start`] makes for itself: its serving CA (for `caFile`), and
+/// the gateway's client pair its client CA issued (for `certFile`/`keyFile`).
+pub struct StandInPki {
     pub serving_ca: Ca,
     pub client_ca: Ca,
     pub gateway: Leaf,
+}
+
+/// The stand-in: its address, what it records, and the PKI it made (if it made its own).
+pub struct KubeletPortStandIn {
+    addr: SocketAddr,
+    pki: Option<StandInPki>,
     state: Arc<State>,
     _running: Running,
 }
 
 impl KubeletPortStandIn {
+    /// On its own PKI: a serving certificate for 127.0.0.1 and localhost, and a client CA that
+    /// issued the gateway's certificate (CN [`GATEWAY_CN`]).
     pub async fn start() -> KubeletPortStandIn {
         let serving_ca = Ca::new("kubelet-serving-ca");
         let serving = serving_ca.server(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
         let client_ca = Ca::new("kubelet-client-ca");
         let gateway = client_ca.client(ClientSpec::new(GATEWAY_CN));
+        let roots = client_ca.cert_der();
+        let pki = StandInPki {
+            serving_ca,
+            client_ca,
+            gateway,
+        };
+        KubeletPortStandIn::launch(serving, roots, Some(pki)).await
+    }
+
+    /// On a node's PKI made elsewhere (the deployment's node-local CA): `serving` is the
+    /// kubelet's serving pair, `client_ca` the `authentication.x509.clientCAFile` it trusts.
+    pub async fn start_with(serving: Leaf, client_ca: CertificateDer<'static>) -> KubeletPortStandIn {
+        KubeletPortStandIn::launch(serving, client_ca, None).await
+    }
+
+    async fn launch(serving: Leaf, client_ca: CertificateDer<'static>, pki: Option<StandInPki>) -> KubeletPortStandIn {
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
@@ -116,19 +141,22 @@ impl KubeletPortStandIn {
             mode: Mutex::new(StreamMode::Echo),
             handshakes: AtomicU64::new(0),
             failed_handshakes: AtomicU64::new(0),
-            client_ca: client_ca.clone(),
+            client_ca,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let running = serve::spawn(listener, serving, state.clone());
         KubeletPortStandIn {
             addr,
-            serving_ca,
-            client_ca,
-            gateway,
+            pki,
             state,
             _running: running,
         }
+    }
+
+    /// The PKI [`KubeletPortStandIn::start`] made.
+    pub fn pki(&self) -> &StandInPki {
+        self.pki.as_ref().expect("a stand-in started on its own PKI")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,8 +171,10 @@ impl KubeletPortStandIn {
     /// Writes `kubelet-ca.crt`, `gateway.crt` and `gateway.key` into `dir` and returns the
     /// `upstream.secure` block for them.
     pub fn write_files(&self, dir: &Path) -> String {
-        self.serving_ca.write_pem(&dir.join("kubelet-ca.crt"));
-        self.gateway.write(&dir.join("gateway.crt"), &dir.join("gateway.key"));
+        self.pki().serving_ca.write_pem(&dir.join("kubelet-ca.crt"));
+        self.pki()
+            .gateway
+            .write(&dir.join("gateway.crt"), &dir.join("gateway.key"));
         let d = dir.display();
         format!(
             "  secure: {{url: \"{}\", caFile: \"{d}/kubelet-ca.crt\", certFile: \"{d}/gateway.crt\", keyFile: \"{d}/gateway.key\"}}\n",

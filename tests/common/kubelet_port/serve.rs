@@ -29,7 +29,7 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 pub(super) fn spawn(listener: TcpListener, serving: Leaf, state: Arc<State>) -> Running {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.add(state.client_ca.cert_der()).expect("client CA");
+    roots.add(state.client_ca.clone()).expect("client CA");
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

@@ -265,6 +265,22 @@ impl Clone for Leaf {
 }
 
 impl Leaf {
+    /// A pair made elsewhere (openssl, a script under test): the chain PEM and the key PEM.
+    pub fn from_pem_files(cert_path: &Path, key_path: &Path) -> Leaf {
+        use rustls_pki_types::pem::PemObject;
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        let (cert_pem, key_pem) = (read(cert_path), read(key_path));
+        let chain = certificates_in(cert_path);
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("a key in {}: {e:?}", key_path.display()));
+        Leaf {
+            chain,
+            key,
+            cert_pem,
+            key_pem,
+        }
+    }
+
     /// The leaf certificate alone.
     pub fn der(&self) -> &CertificateDer<'static> {
         &self.chain[0]
@@ -287,6 +303,16 @@ impl Leaf {
         std::fs::write(key_path, &self.key_pem)
             .unwrap_or_else(|e| panic!("write key PEM to {}: {e}", key_path.display()));
     }
+}
+
+/// The certificates of a PEM file made elsewhere, at least one.
+pub fn certificates_in(path: &Path) -> Vec<CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| panic!("certificates in {}: {e:?}", path.display()));
+    assert!(!chain.is_empty(), "no certificate in {}", path.display());
+    chain
 }
 
 fn new_key() -> KeyPair {

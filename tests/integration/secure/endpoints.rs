@@ -135,7 +135,7 @@ async fn the_client_certificate_rotates_under_open_streams() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let first = r.kubelet.seen().pop().expect("seen").client_sha256;
 
-    let next = r.kubelet.client_ca.client(ClientSpec::new(GATEWAY_CN));
+    let next = r.kubelet.pki().client_ca.client(ClientSpec::new(GATEWAY_CN));
     let (cert, key) = crate::common::kubelet_port::KubeletPortStandIn::paths(r.dir.path());
     // Key first, then certificate, each by atomic rename (as cert-manager writes them).
     std::fs::write(key.with_extension("key.tmp"), &next.key_pem).expect("key");
