@@ -172,11 +172,13 @@ impl Collector for Derived {
         let mut hits = Vec::new();
         let mut misses = Vec::new();
         let mut evictions = Vec::new();
+        let mut stale = Vec::new();
         for (name, stats) in [("tokenreview", &s.token_cache), ("subjectaccessreview", &s.sar_cache)] {
             if let Some(stats) = stats {
                 hits.push((cache(name), load(&stats.hits)));
                 misses.push((cache(name), load(&stats.misses)));
                 evictions.push((cache(name), load(&stats.evictions)));
+                stale.push((cache(name), load(&stats.stale_uses)));
             }
         }
         counter(&mut e, "cache_hits", "Webhook cache hits", &hits)?;
@@ -186,6 +188,12 @@ impl Collector for Derived {
             "cache_evictions",
             "Webhook cache entries evicted for room or age",
             &evictions,
+        )?;
+        counter(
+            &mut e,
+            "cache_stale_uses",
+            "Expired answers used because the API server could not answer (apiServer.staleIfError)",
+            &stale,
         )?;
         if let Some(api) = &s.api {
             counter(
