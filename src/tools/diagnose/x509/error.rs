@@ -15,7 +15,6 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-
 /// `CertificateInvalidError.Reason`, the ones `Verify` can return for a server chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {
