@@ -5,17 +5,28 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::replay::{self, Tracking};
 use super::respond::{self, Body};
+
+/// How long an idle upstream connection is kept for reuse: well below the read-only port's own
+/// idle timeout (kubernetes pkg/kubelet/server/server.go `ListenAndServeKubeletReadOnlyServer`:
+/// `IdleTimeout: 90 * time.Second`), so the gateway drops a connection long before the kubelet
+/// closes it, instead of both timing out at the same moment.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A forwarded body: the client's, or none for a request sent a second time.
+type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones proxies strip).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -32,7 +43,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// The kubelet's read-only port (`upstream.readOnly`) and a pooled HTTP/1.1 client for it.
 pub struct ReadOnlyPort {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<Tracking<HttpConnector>, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
@@ -57,8 +68,8 @@ impl ReadOnlyPort {
         connector.set_connect_timeout(Some(connect));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(Tracking(connector));
         Ok(ReadOnlyPort {
             client,
             scheme: Scheme::HTTP,
@@ -90,13 +101,36 @@ impl ReadOnlyPort {
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
-        let mut request = Request::new(body);
+        // A request that may be sent twice goes without the client's (empty) body, so that the
+        // second one is the same request.
+        let replayable = replay::replayable(&parts.method, &body);
+        let mut request = Request::new(match replayable {
+            true => Either::Right(Empty::new()),
+            false => Either::Left(body),
+        });
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = parts.headers;
+        let again = replayable.then(|| {
+            let mut again = Request::new(Either::Right(Empty::new()));
+            *again.method_mut() = request.method().clone();
+            *again.uri_mut() = request.uri().clone();
+            *again.version_mut() = Version::HTTP_11;
+            *again.headers_mut() = request.headers().clone();
+            again
+        });
+        let send = async {
+            match (self.client.request(request).await, again) {
+                (Err(e), Some(again)) if replay::closed_before_answer(&e) => {
+                    tracing::debug!(error = %error_chain(&e), "the upstream closed a reused connection before answering; sending the request again");
+                    self.client.request(again).await
+                }
+                (result, _) => result,
+            }
+        };
 
-        let response = match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
+        let response = match tokio::time::timeout(self.header_timeout, send).await {
             Err(_) => {
                 tracing::warn!("upstream did not answer within {:?}", self.header_timeout);
                 return failed(respond::gateway_timeout());
