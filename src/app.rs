@@ -158,9 +158,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     let inputs = Inputs::read(config, &options).await?;
     let api = inputs.api;
     let (serving, bootstrapped) = serving_certificate(config, inputs.serving)?;
+    // Every lost audit record counts here: the writer's failures and a full queue alike.
+    let audit_dropped = prometheus_client::metrics::counter::Counter::default();
     let (audit, audit_writer) = match &config.audit {
         Some(sink) => {
-            let (log, writer) = AuditLog::new(Output::open(sink)?);
+            let (log, writer) = AuditLog::new(Output::open(sink)?, audit_dropped.clone());
             (
                 Some(log),
                 Some(Box::pin(writer) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
@@ -203,7 +205,9 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         });
     }
     let reloader = (!reloader.is_empty()).then_some(reloader);
-    let observer = Observer::new(audit);
+    let audit_health = audit.as_ref().map(|log| log.health().clone());
+    let mut observer = Observer::new(audit);
+    observer.metrics.audit_dropped = audit_dropped;
     let authenticator = match observer.audits() {
         true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),
         false => authenticator,
@@ -261,11 +265,12 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         reload: reload_stats.clone(),
         api: api.clone(),
     });
-    let readiness = crate::ops::Readiness::new(
+    let mut readiness = crate::ops::Readiness::new(
         serving.clone(),
         &config.upstream.read_only,
         api.clone().filter(|_| api_in_request_path),
     );
+    readiness.audit = audit_health;
     Ok(Gateway {
         ops: Arc::new(crate::ops::Ops { registry, readiness }),
         pipeline: Arc::new(pipeline),

@@ -1,5 +1,6 @@
 //! Readiness, as named checks: a valid serving certificate is loaded, the read-only port
-//! answers, and (with a webhook) the API server answers. The body names the failing check.
+//! answers, (with a webhook) the API server answers, and (with an audit log) the audit log is
+//! being written. The body names the failing check.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Readiness {
     pub upstream: Uri,
     /// The API server, when a webhook needs it.
     pub api: Option<Arc<ApiClient>>,
+    /// The audit writer, when an audit log is configured.
+    pub audit: Option<Arc<crate::ops::audit::Health>>,
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
@@ -63,6 +66,7 @@ impl Readiness {
             serving,
             upstream,
             api,
+            audit: None,
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
@@ -72,6 +76,9 @@ impl Readiness {
         let mut checks = vec![("serving-certificate", self.certificate()), ("upstream", upstream)];
         if let Some(api) = api {
             checks.push(("apiserver", api));
+        }
+        if let Some(audit) = &self.audit {
+            checks.push(("audit", audit.check()));
         }
         Report(checks)
     }

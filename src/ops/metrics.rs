@@ -33,7 +33,7 @@ pub struct RequestMetrics {
     pub upstream_latency: Histogram,
     pub upstream_errors: Counter,
     pub in_flight: Gauge,
-    /// Audit records lost because the writer could not keep up.
+    /// Audit records lost: the queue was full, or the writer could not open or write the file.
     pub audit_dropped: Counter,
 }
 
@@ -120,7 +120,7 @@ pub fn registry(sources: Sources) -> Registry {
     r.register("requests_in_flight", "Requests being served", m.in_flight);
     r.register(
         "audit_records_dropped",
-        "Audit records lost because the writer fell behind",
+        "Audit records lost: the queue was full, or the audit file could not be opened or written",
         m.audit_dropped,
     );
     if let Some(api) = &sources.api {
