@@ -83,6 +83,17 @@ impl Readiness {
         Report(checks)
     }
 
+    /// Liveness (`/healthz`): `Err` once the serving certificate in use has expired, since then
+    /// every handshake fails. A restart is the cure for a self-signed pair (a new one at start)
+    /// and makes the fault visible for files or a CSR; no certificate yet (a CSR pending) is not
+    /// one, since a restart would only start the wait again.
+    pub fn liveness(&self) -> Result<(), String> {
+        match self.serving.current() {
+            None => Ok(()),
+            Some(key) => unexpired(&key),
+        }
+    }
+
     fn certificate(&self) -> Result<(), String> {
         let Some(key) = self.serving.current() else {
             return Err(match self.serving.pending() {
@@ -90,16 +101,7 @@ impl Readiness {
                 None => "no serving certificate".into(),
             });
         };
-        let not_after = key
-            .cert
-            .first()
-            .and_then(super::metrics::not_after)
-            .ok_or("the serving certificate does not parse")?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if not_after <= now {
-            return Err("the serving certificate has expired".into());
-        }
-        Ok(())
+        unexpired(&key)
     }
 
     async fn upstream(&self) -> Result<(), String> {
@@ -114,4 +116,16 @@ impl Readiness {
         let api = self.api.as_ref()?;
         Some(api.probe(CHECK_TIMEOUT).await.map_err(|e| e.to_string()))
     }
+}
+
+fn unexpired(key: &rustls::sign::CertifiedKey) -> Result<(), String> {
+    let not_after = key
+        .cert
+        .first()
+        .and_then(super::metrics::not_after)
+        .ok_or("the serving certificate does not parse")?;
+    if not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        return Err("the serving certificate has expired".into());
+    }
+    Ok(())
 }
