@@ -39,6 +39,8 @@ pub trait Source: Send + Sync + 'static {
 /// Watches every source's files and applies changes until the process ends.
 pub struct Reloader {
     sources: Vec<Box<dyn Source>>,
+    /// Each source's contents as loaded at start: a change is anything that differs from it.
+    seen: Vec<Option<Vec<Vec<u8>>>>,
     interval: Duration,
     stats: Arc<ReloadStats>,
 }
@@ -47,12 +49,17 @@ impl Reloader {
     pub fn new(interval: Duration, stats: Arc<ReloadStats>) -> Self {
         Reloader {
             sources: Vec::new(),
+            seen: Vec::new(),
             interval,
             stats,
         }
     }
 
+    /// Adds a source whose files the caller has just loaded: their contents now are the
+    /// baseline (read here, at start, so a change made before the watching begins still counts).
     pub fn add(&mut self, source: impl Source) {
+        self.seen
+            .push(source.files().iter().map(|f| std::fs::read(f).ok()).collect());
         self.sources.push(Box::new(source));
     }
 
@@ -60,17 +67,17 @@ impl Reloader {
         self.sources.is_empty()
     }
 
-    /// Runs until the process ends. The contents at the first read count as already applied:
-    /// the caller loaded them at start.
-    pub async fn run(self) {
+    /// Runs until the process ends.
+    pub async fn run(mut self) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let _watcher = self.watch_directories(tx);
-        let mut seen: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.sources.len());
-        for source in &self.sources {
-            seen.push(read_all(source.files()).await);
-        }
+        let mut seen = std::mem::take(&mut self.seen);
         let mut tick = tokio::time::interval(self.interval);
         tick.tick().await;
+        // A change made between the start's load and the watch would wait for the next tick.
+        for (source, seen) in self.sources.iter().zip(seen.iter_mut()) {
+            self.check(source.as_ref(), seen).await;
+        }
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
