@@ -84,6 +84,8 @@ pub struct Gateway {
     pub reloader: Option<Reloader>,
     /// Obtains and rotates the serving certificate through the CSR API.
     pub bootstrap: Option<(Bootstrap, Option<Current>)>,
+    /// Renews a self-signed serving certificate before it expires.
+    pub self_signed: Option<crate::certs::self_signed::Renewal>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
@@ -95,14 +97,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the background work (certificate reloading, the CSR flow, the audit writer) on
-    /// the current runtime.
+    /// Starts the background work (certificate reloading, the CSR flow, the self-signed
+    /// renewal, the audit writer) on the current runtime.
     fn spawn_background(&mut self) {
         if let Some(reloader) = self.reloader.take() {
             tokio::spawn(reloader.run());
         }
         if let Some((bootstrap, current)) = self.bootstrap.take() {
             tokio::spawn(bootstrap.run(current));
+        }
+        if let Some(renewal) = self.self_signed.take() {
+            tokio::spawn(renewal.run());
         }
         if let Some(writer) = self.audit_writer.take() {
             tokio::spawn(writer);
@@ -111,7 +116,7 @@ impl Gateway {
 }
 
 /// What tests (and nothing else) vary: the clock the caches read, the API server backoff,
-/// and how often a followed container log is polled.
+/// how often a followed container log is polled, and the self-signed certificate's lifetime.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub clock: Clock,
@@ -124,6 +129,8 @@ pub struct BuildOptions {
     /// How long one CSR may wait for approval and issuance.
     pub bootstrap_wait: Duration,
     pub follow_poll: Duration,
+    /// How long a generated self-signed pair is valid (it is renewed at 70–90% of that).
+    pub self_signed_lifetime: Duration,
 }
 
 impl Default for BuildOptions {
@@ -136,6 +143,7 @@ impl Default for BuildOptions {
             bootstrap_recheck: Duration::from_secs(60),
             bootstrap_wait: Duration::from_secs(15 * 60),
             follow_poll: logs::FOLLOW_POLL,
+            self_signed_lifetime: crate::certs::self_signed::LIFETIME,
         }
     }
 }
@@ -148,10 +156,16 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     // Read and check everything first; only then write (the self-signed pair, the audit file).
     let inputs = Inputs::read(config, &options).await?;
     let api = inputs.api;
-    let (serving, bootstrapped) = serving_certificate(config, inputs.serving)?;
+    let start::Serving {
+        cert: serving,
+        bootstrapped,
+        renewal,
+    } = serving_certificate(config, inputs.serving, options.self_signed_lifetime)?;
+    // Every lost audit record counts here: the writer's failures and a full queue alike.
+    let audit_dropped = prometheus_client::metrics::counter::Counter::default();
     let (audit, audit_writer) = match &config.audit {
         Some(sink) => {
-            let (log, writer) = AuditLog::new(Output::open(sink)?);
+            let (log, writer) = AuditLog::new(Output::open(sink)?, audit_dropped.clone());
             (
                 Some(log),
                 Some(Box::pin(writer) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
@@ -204,7 +218,9 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     }
     let reloader = (!reloader.is_empty()).then_some(reloader);
     let streams = Arc::new(Streams::default());
-    let observer = Observer::new(audit);
+    let audit_health = audit.as_ref().map(|log| log.health().clone());
+    let mut observer = Observer::new(audit);
+    observer.metrics.audit_dropped = audit_dropped;
     let authenticator = match observer.audits() {
         true => authenticator.with_audit_key(crate::authn::secret::hmac_key()?),
         false => authenticator,
@@ -263,12 +279,13 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         api: api.clone(),
         streams,
     });
-    let readiness = crate::ops::Readiness::new(
+    let mut readiness = crate::ops::Readiness::new(
         serving.clone(),
         config.upstream.read_only.as_ref(),
         secure,
         api.clone().filter(|_| api_in_request_path),
     );
+    readiness.audit = audit_health;
     Ok(Gateway {
         ops: Arc::new(crate::ops::Ops { registry, readiness }),
         pipeline: Arc::new(pipeline),
@@ -277,6 +294,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         reload_stats,
         reloader,
         bootstrap,
+        self_signed: renewal,
         warnings: inputs.warnings,
         api,
         audit_writer,

@@ -190,25 +190,48 @@ pub(super) fn bootstrap_template(config: &Config) -> Option<Template> {
     (!config.node_addresses.is_empty()).then(|| Template::from_configured(&config.node_name, &config.node_addresses))
 }
 
+/// The serving certificate as built: where it lives, and what keeps it valid.
+pub(super) struct Serving {
+    pub(super) cert: Arc<ServingCert>,
+    /// For the CSR flow: the stored certificate, if any.
+    pub(super) bootstrapped: Option<Option<Current>>,
+    /// For a self-signed pair: its renewal.
+    pub(super) renewal: Option<self_signed::Renewal>,
+}
+
 /// The serving certificate's first key: the files', the stored bootstrapped one, or a
-/// self-signed pair generated (or reused) in `certDir`.
+/// self-signed pair generated (or reused) in `certDir`, valid for `self_signed_lifetime`.
 pub(super) fn serving_certificate(
     config: &Config,
     input: ServingInput,
-) -> Result<(Arc<ServingCert>, Option<Option<Current>>), StartError> {
-    let (key, bootstrapped) = match input {
-        ServingInput::Files(key) => (Some(key), None),
+    self_signed_lifetime: std::time::Duration,
+) -> Result<Serving, StartError> {
+    let (key, bootstrapped, self_signed) = match input {
+        ServingInput::Files(key) => (Some(key), None, None),
         ServingInput::SelfSigned => {
             let subject = self_signed_subject(config);
-            let (cert, key, generated) = self_signed::ensure(&config.cert_dir, &subject)?;
-            if generated {
-                tracing::info!(cert = %cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
+            let pair = self_signed::ensure(&config.cert_dir, &subject, self_signed_lifetime)?;
+            if pair.generated {
+                tracing::info!(cert = %pair.cert.display(), dns = ?subject.dns_names, ips = ?subject.ips, "generated a self-signed serving certificate");
             }
-            (Some(certs::load_pair(&cert, &key)?), None)
+            let key = certs::load_pair(&pair.cert, &pair.key)?;
+            (Some(key), None, Some((subject, pair.validity)))
         }
-        ServingInput::Bootstrap { current, key } => (key, Some(current)),
+        ServingInput::Bootstrap { current, key } => (key, Some(current), None),
     };
-    Ok((Arc::new(ServingCert::new(key)), bootstrapped))
+    let cert = Arc::new(ServingCert::new(key));
+    let renewal = self_signed.map(|(subject, current)| self_signed::Renewal {
+        cert_dir: config.cert_dir.clone(),
+        subject,
+        lifetime: self_signed_lifetime,
+        serving: cert.clone(),
+        current,
+    });
+    Ok(Serving {
+        cert,
+        bootstrapped,
+        renewal,
+    })
 }
 
 /// The authentication chain: client CA, token file, TokenReview webhook, anonymous.

@@ -289,6 +289,9 @@ impl Job {
     /// One blocking step: at most about a chunk of output.
     fn step(&mut self) -> (Vec<u8>, Next) {
         let mut out = Vec::with_capacity(stream::CHUNK + 4096);
+        if let Mode::Follow(f) = &mut self.mode {
+            f.before_read(&mut self.file, &mut self.lines);
+        }
         loop {
             let pumped = match self
                 .lines

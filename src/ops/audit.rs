@@ -1,14 +1,19 @@
 //! The audit log: one JSON line per request (two for streams: start and end), written by a
-//! task of its own so that a slow disk never holds a request. Every value goes through
-//! serde_json, which escapes quotes, backslashes and control characters, so no field (a CN, a
-//! path, a user name) can end a line or forge a record. Tokens never reach it: only an HMAC
-//! under a per-process key.
+//! thread of its own ([`writer`]) so that a slow or full disk never holds a request. Every value
+//! goes through serde_json, which escapes quotes, backslashes and control characters, so no
+//! field (a CN, a path, a user name) can end a line or forge a record. Tokens never reach it:
+//! only an HMAC under a per-process key.
+
+mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+pub use writer::Health;
 
 use crate::config::AuditSink;
 
@@ -61,6 +66,7 @@ pub struct AuditRecord<'a> {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Vec<u8>>,
+    health: Arc<Health>,
 }
 
 /// Where the lines go, opened at start so that a bad path stops the start.
@@ -126,10 +132,13 @@ fn open_append(path: &Path) -> Result<std::fs::File, AuditError> {
 }
 
 impl AuditLog {
-    /// The log and the writer task that drains it into `output`.
-    pub fn new(output: Output) -> (AuditLog, impl std::future::Future<Output = ()> + Send + 'static) {
+    /// The log and the writer that drains it into `output`, counting in `dropped` every record
+    /// it cannot write (a full queue is counted by whoever sends).
+    pub fn new(output: Output, dropped: Counter) -> (AuditLog, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (AuditLog { tx }, write_all(output, rx))
+        let health = Arc::new(Health::default());
+        let writer = writer::Writer::new(output, health.clone(), dropped);
+        (AuditLog { tx, health }, run(writer, rx))
     }
 
     /// Queues one record; `false` when the queue is full (the record is lost).
@@ -140,36 +149,26 @@ impl AuditLog {
         line.push(b'\n');
         self.tx.try_send(line).is_ok()
     }
+
+    /// Whether the writer is writing, and where to ask it to reopen the file.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
 }
 
-async fn write_all(output: Output, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let (mut out, name): (Box<dyn tokio::io::AsyncWrite + Send + Unpin>, String) = match output {
-        Output::Stdout => (Box::new(tokio::io::stdout()), "standard output".into()),
-        Output::File(path, file) => (Box::new(tokio::fs::File::from_std(file)), path.display().to_string()),
-    };
-    let mut failing = false;
-    while let Some(first) = rx.recv().await {
-        let mut batch = first;
-        while let Ok(more) = rx.try_recv() {
-            batch.extend_from_slice(&more);
-            if batch.len() > 64 * 1024 {
-                break;
-            }
-        }
-        let result = match out.write_all(&batch).await {
-            Ok(()) => out.flush().await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Err(e) if !failing => {
-                failing = true;
-                tracing::error!(error = %e, "cannot write the audit log to {name}");
-            }
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!("writing the audit log to {name} again");
-            }
-            _ => {}
+/// Runs the writer on a thread of its own until every sender is gone. A thread, not the
+/// blocking pool: it lives as long as the process and must never hold the runtime's shutdown.
+async fn run(writer: writer::Writer, rx: mpsc::Receiver<Vec<u8>>) {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
+        writer.run(rx);
+        let _ = done_tx.send(());
+    });
+    match spawned {
+        // Without the thread the queue's receiver is gone: every record counts as dropped.
+        Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
+        Ok(_) => {
+            let _ = done_rx.await;
         }
     }
 }
@@ -209,7 +208,10 @@ mod tests {
     async fn a_forged_record_in_any_field_stays_inside_its_string() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("audit.log");
-        let (log, writer) = AuditLog::new(Output::open(&AuditSink::File(path.clone())).expect("open"));
+        let (log, writer) = AuditLog::new(
+            Output::open(&AuditSink::File(path.clone())).expect("open"),
+            Counter::default(),
+        );
         let writer = tokio::spawn(writer);
         let evil = "x\n{\"user\":\"admin\",\"decision\":\"allow\"}\r\"\\\u{0}\u{2028}";
         let groups = vec![evil.to_owned()];
@@ -228,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_instead_of_waiting() {
-        let (log, _writer) = AuditLog::new(Output::Stdout);
+        let (log, _writer) = AuditLog::new(Output::Stdout, Counter::default());
         let groups = Vec::new();
         let sent = (0..QUEUE + 10)
             .filter(|_| log.send(&record("u", "/p", &groups)))

@@ -1,6 +1,7 @@
 //! Readiness, as named checks: a valid serving certificate is loaded, the read-only port
-//! answers, the kubelet's own port accepts the gateway (when configured), and (with a webhook)
-//! the API server answers. The body names the failing check.
+//! answers, the kubelet's own port accepts the gateway (when configured), (with a webhook) the
+//! API server answers, and (with an audit log) the audit log is being written. The body names
+//! the failing check.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Readiness {
     pub secure: Option<Arc<SecurePort>>,
     /// The API server, when a webhook needs it.
     pub api: Option<Arc<ApiClient>>,
+    /// The audit writer, when an audit log is configured.
+    pub audit: Option<Arc<crate::ops::audit::Health>>,
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
@@ -75,6 +78,7 @@ impl Readiness {
             upstream,
             secure,
             api,
+            audit: None,
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
@@ -85,7 +89,19 @@ impl Readiness {
         checks.extend(upstream.map(|r| ("upstream", r)));
         checks.extend(secure.map(|r| ("kubelet-port", r)));
         checks.extend(api.map(|r| ("apiserver", r)));
+        checks.extend(self.audit.as_ref().map(|audit| ("audit", audit.check())));
         Report(checks)
+    }
+
+    /// Liveness (`/healthz`): `Err` once the serving certificate in use has expired, since then
+    /// every handshake fails. A restart is the cure for a self-signed pair (a new one at start)
+    /// and makes the fault visible for files or a CSR; no certificate yet (a CSR pending) is not
+    /// one, since a restart would only start the wait again.
+    pub fn liveness(&self) -> Result<(), String> {
+        match self.serving.current() {
+            None => Ok(()),
+            Some(key) => unexpired(&key),
+        }
     }
 
     fn certificate(&self) -> Result<(), String> {
@@ -95,16 +111,7 @@ impl Readiness {
                 None => "no serving certificate".into(),
             });
         };
-        let not_after = key
-            .cert
-            .first()
-            .and_then(super::metrics::not_after)
-            .ok_or("the serving certificate does not parse")?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if not_after <= now {
-            return Err("the serving certificate has expired".into());
-        }
-        Ok(())
+        unexpired(&key)
     }
 
     async fn upstream(&self) -> Option<Result<(), String>> {
@@ -126,4 +133,16 @@ impl Readiness {
         let api = self.api.as_ref()?;
         Some(api.probe(CHECK_TIMEOUT).await.map_err(|e| e.to_string()))
     }
+}
+
+fn unexpired(key: &rustls::sign::CertifiedKey) -> Result<(), String> {
+    let not_after = key
+        .cert
+        .first()
+        .and_then(super::metrics::not_after)
+        .ok_or("the serving certificate does not parse")?;
+    if not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        return Err("the serving certificate has expired".into());
+    }
+    Ok(())
 }

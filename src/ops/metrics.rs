@@ -38,7 +38,7 @@ pub struct RequestMetrics {
     /// Spliced streams started, by endpoint.
     pub streams: Family<Labels, Counter>,
     pub in_flight: Gauge,
-    /// Audit records lost because the writer could not keep up.
+    /// Audit records lost: the queue was full, or the writer could not open or write the file.
     pub audit_dropped: Counter,
 }
 
@@ -144,7 +144,7 @@ pub fn registry(sources: Sources) -> Registry {
     r.register("requests_in_flight", "Requests being served", m.in_flight);
     r.register(
         "audit_records_dropped",
-        "Audit records lost because the writer fell behind",
+        "Audit records lost: the queue was full, or the audit file could not be opened or written",
         m.audit_dropped,
     );
     if let Some(api) = &sources.api {
@@ -196,11 +196,13 @@ impl Collector for Derived {
         let mut hits = Vec::new();
         let mut misses = Vec::new();
         let mut evictions = Vec::new();
+        let mut stale = Vec::new();
         for (name, stats) in [("tokenreview", &s.token_cache), ("subjectaccessreview", &s.sar_cache)] {
             if let Some(stats) = stats {
                 hits.push((cache(name), load(&stats.hits)));
                 misses.push((cache(name), load(&stats.misses)));
                 evictions.push((cache(name), load(&stats.evictions)));
+                stale.push((cache(name), load(&stats.stale_uses)));
             }
         }
         counter(&mut e, "cache_hits", "Webhook cache hits", &hits)?;
@@ -210,6 +212,12 @@ impl Collector for Derived {
             "cache_evictions",
             "Webhook cache entries evicted for room or age",
             &evictions,
+        )?;
+        counter(
+            &mut e,
+            "cache_stale_uses",
+            "Expired answers used because the API server could not answer (apiServer.staleIfError)",
+            &stale,
         )?;
         if let Some(api) = &s.api {
             counter(

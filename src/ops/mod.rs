@@ -39,7 +39,13 @@ impl Ops {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into());
         }
         match request.uri().path() {
-            "/healthz" | "/livez" => text(StatusCode::OK, "ok\n".into()),
+            "/healthz" | "/livez" => match self.readiness.liveness() {
+                Ok(()) => text(StatusCode::OK, "ok\n".into()),
+                Err(why) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("[-]serving-certificate failed: {why}\nhealthz check failed\n"),
+                ),
+            },
             "/readyz" => {
                 let report = self.readiness.check().await;
                 let status = if report.ready() {

@@ -12,14 +12,24 @@ use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
+use super::replay::{self, Tracking};
 use super::respond::{self, Body};
+
+/// How long an idle upstream connection is kept for reuse: well below the kubelet's own idle
+/// timeout (kubernetes pkg/kubelet/server/server.go: `IdleTimeout: 90 * time.Second` on both its
+/// ports), so the gateway drops a connection long before the kubelet closes it, instead of both
+/// timing out at the same moment.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A forwarded body: the client's, or none for a request that may be sent a second time.
+type UpstreamBody = Either<Incoming, Empty<bytes::Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones proxies strip).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -37,24 +47,22 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// The WebSocket bearer-token subprotocol entry (authn::websocket); never forwarded.
 const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// One of the kubelet's ports and the clients for it.
 pub struct Port<C> {
     /// Pooled, for plain requests.
-    client: Client<C, Incoming>,
+    client: Client<C, UpstreamBody>,
     /// Never pooled: an upgrade request's connection is the tunnel's, or closed after a refusal,
     /// never reused for another request.
-    upgrades: Client<C, Incoming>,
+    upgrades: Client<C, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
     header_timeout: Duration,
 }
 
-/// The kubelet's read-only port (`upstream.readOnly`).
-pub type ReadOnlyPort = Port<HttpConnector>;
+/// The kubelet's read-only port (`upstream.readOnly`), its connections tracked so that a bodiless
+/// GET the port closed a reused connection on, unanswered, is sent once more (`super::replay`).
+pub type ReadOnlyPort = Port<Tracking<HttpConnector>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("upstream URL {0} must be {1}:// with a host")]
@@ -79,7 +87,7 @@ impl ReadOnlyPort {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect));
         connector.set_nodelay(true);
-        Port::with_connector(url, Scheme::HTTP, connector, header_timeout)
+        Port::with_connector(url, Scheme::HTTP, Tracking(connector), header_timeout)
     }
 }
 
@@ -155,18 +163,40 @@ impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
                 .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
-        let mut request = Request::new(body);
+        // A request that may be sent twice goes without the client's (empty) body, so that the
+        // second one is the same request. An upgrade never is: its connection becomes a tunnel.
+        let replayable = protocol.is_none() && replay::replayable(&parts.method, &body);
+        let mut request = Request::new(match replayable {
+            true => Either::Right(Empty::new()),
+            false => Either::Left(body),
+        });
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = parts.headers;
-
+        let again = replayable.then(|| {
+            let mut again = Request::new(Either::Right(Empty::new()));
+            *again.method_mut() = request.method().clone();
+            *again.uri_mut() = request.uri().clone();
+            *again.version_mut() = Version::HTTP_11;
+            *again.headers_mut() = request.headers().clone();
+            again
+        });
         let client = if protocol.is_some() {
             &self.upgrades
         } else {
             &self.client
         };
-        let mut response = match tokio::time::timeout(self.header_timeout, client.request(request)).await {
+        let send = async {
+            match (client.request(request).await, again) {
+                (Err(e), Some(again)) if replay::closed_before_answer(&e) => {
+                    tracing::debug!(error = %error_chain(&e), "the upstream closed a reused connection before answering; sending the request again");
+                    client.request(again).await
+                }
+                (result, _) => result,
+            }
+        };
+        let mut response = match tokio::time::timeout(self.header_timeout, send).await {
             Err(_) => {
                 tracing::warn!("upstream did not answer within {:?}", self.header_timeout);
                 return plain(failed(respond::gateway_timeout()));

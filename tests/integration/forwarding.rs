@@ -252,3 +252,91 @@ async fn folded_or_cr_injected_headers_never_reach_the_upstream() {
     assert_eq!(h.upstream.count(), 0);
     assert_eq!(h.authentications(), 0);
 }
+
+/// Distinct upstream connections (by the gateway's source address), in order of first use.
+fn peers(h: &Harness) -> Vec<std::net::SocketAddr> {
+    let mut peers = Vec::new();
+    for s in h.upstream.seen() {
+        if !peers.contains(&s.peer) {
+            peers.push(s.peer);
+        }
+    }
+    peers
+}
+
+/// Room for the gateway to put its upstream connection back in the pool after an answer.
+const IDLE: Duration = Duration::from_millis(50);
+
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_upstream_closes_unanswered_is_sent_again_once() {
+    // The read-only port closes each keep-alive connection just as the gateway reuses it (its
+    // idle timeout firing at that moment): the request arrives, no byte of answer leaves.
+    let h = gateway_with(Behaviour::CloseReused, setup()).await;
+    let mut answered = 0;
+    while h.upstream.count() == answered && answered < 20 {
+        let reply = reader_get(&h, "/pods").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (200, crate::common::upstream::PODS_JSON),
+            "request {answered}"
+        );
+        answered += 1;
+        tokio::time::sleep(IDLE).await;
+    }
+    let seen = h.upstream.seen();
+    assert_eq!(seen.len(), answered + 1, "exactly one request was sent twice");
+    let closed = &seen[seen.len() - 2];
+    let again = &seen[seen.len() - 1];
+    assert_eq!(
+        closed.peer,
+        seen[seen.len() - 3].peer,
+        "the closed one went on a pooled connection"
+    );
+    assert_ne!(again.peer, closed.peer, "and was sent again on a new one");
+    assert_eq!(
+        (&again.method, &again.target, &again.headers),
+        (&closed.method, &closed.target, &closed.headers)
+    );
+    assert_eq!(peers(&h).len(), answered, "one new connection per answer");
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_never_sent_twice() {
+    let h = gateway_with(Behaviour::CloseReused, setup()).await;
+    for attempt in 0..20 {
+        assert_eq!(reader_get(&h, "/pods").await.status, 200);
+        tokio::time::sleep(IDLE).await;
+        let before = h.upstream.count();
+        let connections = peers(&h).len();
+        let post = http::Request::post("/stats/summary")
+            .header("authorization", "Bearer reader-token")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x=1")))
+            .expect("request");
+        let reply = h.client().send(h.addr, post).await.expect("reply");
+        if peers(&h).len() > connections {
+            // A new connection answered it; the pool did not offer one this time.
+            assert_eq!(reply.status, 200, "attempt {attempt}");
+            continue;
+        }
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (502, "502 Bad Gateway\n"),
+            "a POST the upstream may have acted on is not repeated"
+        );
+        assert_eq!(h.upstream.count(), before + 1, "sent once");
+        return;
+    }
+    panic!("the gateway never reused a pooled connection");
+}
+
+#[tokio::test]
+async fn a_new_connection_closed_unanswered_is_not_retried() {
+    // On a connection just opened for this request the upstream failed the request itself.
+    let h = gateway_with(Behaviour::Close, setup()).await;
+    let reply = reader_get(&h, "/pods").await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (502, "502 Bad Gateway\n")
+    );
+    assert_eq!(h.upstream.count(), 1);
+}

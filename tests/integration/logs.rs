@@ -116,6 +116,11 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// The gateway over `tree`, with the three users above and a fast follow poll.
 pub async fn gateway(tree: &Tree, split_streams: bool) -> Harness {
+    gateway_polling(tree, split_streams, Duration::from_millis(10)).await
+}
+
+/// [`gateway`] with this follow poll.
+pub async fn gateway_polling(tree: &Tree, split_streams: bool, follow_poll: Duration) -> Harness {
     Harness::start(Setup {
         tokens: vec![ADMIN, LOG_READER, PROXY_READER],
         rbac: vec![
@@ -126,7 +131,7 @@ pub async fn gateway(tree: &Tree, split_streams: bool) -> Harness {
         log_dirs: Some((tree.node.clone(), tree.pods.clone())),
         split_streams,
         options: BuildOptions {
-            follow_poll: Duration::from_millis(10),
+            follow_poll,
             ..BuildOptions::default()
         },
         ..Setup::default()

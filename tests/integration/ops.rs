@@ -1,7 +1,9 @@
 //! The ops listener and the audit log: `/metrics` counts after a known sequence of requests,
 //! `/readyz` follows the upstream and the API server, and one audit line per request with
-//! the right fields, no token, and no way to forge a line; the gateway's own endpoints live
-//! on that listener only, never on 10250.
+//! the right fields, no token, and no way to forge a line; audit writes that fail (a full disk,
+//! a directory gone) are counted and fail readiness, and a file rotated away or deleted is
+//! replaced by a new one at the path; the gateway's own endpoints live on that listener only,
+//! never on 10250.
 
 use std::time::{Duration, Instant};
 
@@ -203,9 +205,14 @@ fn audit_setup() -> Setup {
 
 /// The audit file's lines, once there are at least `n`.
 async fn audit_lines(h: &Harness, n: usize) -> Vec<serde_json::Value> {
+    lines_in(&h.path("audit.log"), n).await
+}
+
+/// The lines of the audit file at `path`, once there are at least `n`.
+async fn lines_in(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = std::fs::read_to_string(h.path("audit.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         if text.lines().count() >= n {
             assert!(
                 !text.contains(READER.token) && !text.contains("not-a-token"),
@@ -355,4 +362,97 @@ async fn a_request_whose_client_goes_away_still_gets_its_audit_line() {
         assert!(Instant::now() < deadline, "requests_in_flight never returned to 0");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `/metrics` shows `want` for `series`.
+async fn wait_metric(h: &Harness, series: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = h.metric(series).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed {got}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const DROPPED: &str = "kubelet_gate_audit_records_dropped_total";
+
+#[tokio::test]
+async fn audit_records_a_full_disk_refuses_are_counted_and_fail_readiness() {
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    let h = Harness::start(Setup {
+        top_yaml: "audit:\n  path: /dev/full\n".into(),
+        ..setup()
+    })
+    .await;
+    assert!(wait_ready(&h, true).await.contains("[+]audit ok"));
+    for _ in 0..3 {
+        assert_eq!(
+            get(&h, "/pods", Some(READER.token)).await,
+            200,
+            "requests are still served"
+        );
+    }
+    wait_metric(&h, DROPPED, 3.0).await;
+    let body = wait_ready(&h, false).await;
+    assert!(
+        body.contains("[-]audit failed: cannot write the audit log to /dev/full: No space left on device"),
+        "{body}"
+    );
+    assert!(body.contains("[+]upstream ok"), "{body}");
+}
+
+#[tokio::test]
+async fn an_audit_file_rotated_away_or_deleted_is_replaced_by_a_new_one_at_the_path() {
+    let h = Harness::start(audit_setup()).await;
+    let (path, rotated) = (h.path("audit.log"), h.path("audit.log.1"));
+    assert_eq!(get(&h, "/pods?n=1", Some(READER.token)).await, 200);
+    assert_eq!(audit_lines(&h, 1).await[0]["path"], "/pods?n=1");
+    // logrotate without copytruncate: rename, then the writer should create the path anew.
+    std::fs::rename(&path, &rotated).expect("rotate");
+    assert_eq!(get(&h, "/pods?n=2", Some(READER.token)).await, 200);
+    let lines = audit_lines(&h, 1).await;
+    assert_eq!((lines.len(), &lines[0]["path"]), (1, &serde_json::json!("/pods?n=2")));
+    std::fs::remove_file(&path).expect("delete");
+    assert_eq!(get(&h, "/pods?n=3", Some(READER.token)).await, 200);
+    let lines = audit_lines(&h, 1).await;
+    assert_eq!((lines.len(), &lines[0]["path"]), (1, &serde_json::json!("/pods?n=3")));
+    let old = lines_in(&rotated, 1).await;
+    assert_eq!((old.len(), &old[0]["path"]), (1, &serde_json::json!("/pods?n=1")));
+    assert_eq!(h.metric(DROPPED).await, 0.0);
+    assert!(wait_ready(&h, true).await.contains("[+]audit ok"));
+}
+
+#[tokio::test]
+async fn an_audit_file_that_cannot_be_opened_is_tried_again_and_readiness_recovers() {
+    let logs = tempfile::tempdir().expect("dir");
+    let dir = logs.path().join("audit");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let path = dir.join("audit.log");
+    let h = Harness::start(Setup {
+        top_yaml: format!("audit:\n  path: {}\n", path.display()),
+        ..setup()
+    })
+    .await;
+    assert_eq!(get(&h, "/pods?n=1", Some(READER.token)).await, 200);
+    lines_in(&path, 1).await;
+    // Its directory goes: the record has nowhere to go.
+    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    assert_eq!(get(&h, "/pods?n=2", Some(READER.token)).await, 200);
+    wait_metric(&h, DROPPED, 1.0).await;
+    let body = wait_ready(&h, false).await;
+    assert!(
+        body.contains("[-]audit failed: cannot write the audit log to"),
+        "{body}"
+    );
+    assert!(body.contains("No such file or directory"), "{body}");
+    // Back again: the next record opens the file.
+    std::fs::create_dir(&dir).expect("mkdir again");
+    assert_eq!(get(&h, "/pods?n=3", Some(READER.token)).await, 200);
+    let lines = lines_in(&path, 1).await;
+    assert_eq!((lines.len(), &lines[0]["path"]), (1, &serde_json::json!("/pods?n=3")));
+    assert!(wait_ready(&h, true).await.contains("[+]audit ok"));
+    assert_eq!(h.metric(DROPPED).await, 1.0);
 }

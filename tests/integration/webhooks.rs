@@ -1,11 +1,12 @@
 //! The webhook backends against a stand-in API server over HTTPS (kubernetes/apiserver
 //! plugin/pkg/authenticator/token/webhook and plugin/pkg/authorizer/webhook, with their
 //! tests TestV1WebhookCacheAndRetry and TestV1WebhookCache as the model): review bodies, caches under a manual clock,
-//! coalescing, retries, the deadline, outages, and stale mode.
+//! coalescing, retries, the deadline, outages, and stale mode across an outage.
 
 mod caching;
 mod failures;
 mod reviews;
+mod stale;
 
 use std::time::Duration;
 

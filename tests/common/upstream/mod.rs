@@ -97,6 +97,12 @@ pub enum Behaviour {
     /// 101 Switching Protocols, `Upgrade: websocket`; the upgraded connection then echoes
     /// whatever it receives until EOF.
     Upgrade101,
+    /// Read the request, then close the connection without a byte of answer.
+    Close,
+    /// As `Kubelet` for the first request of a connection; every later one is read, then the
+    /// connection is closed without a byte of answer: a server closing an idle keep-alive
+    /// connection at the moment the client reuses it.
+    CloseReused,
 }
 
 struct State {

@@ -1,11 +1,13 @@
 //! One connection (HTTP/1.1 with upgrades): each request recorded as a [`Seen`], then answered as
 //! the current [`Behaviour`] says: the kubelet's routing, a hang, a fixed status, garbage, a big
-//! body, slow headers, or a 101 upgrade that echoes.
+//! body, slow headers, a 101 upgrade that echoes, or a close without an answer (every time, or
+//! on a reused connection only).
 
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -26,7 +28,11 @@ pub(super) async fn serve_conn(tcp: TcpStream, peer: SocketAddr, state: Arc<Stat
     let _ = tcp.set_nodelay(true);
     let tcp = Arc::new(tcp);
     let io = TokioIo::new(SharedTcp(tcp.clone()));
-    let svc = service_fn(move |req| handle(req, peer, state.clone(), tcp.clone(), stop_rx.clone()));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let svc = service_fn(move |req| {
+        let nth = requests.fetch_add(1, Ordering::Relaxed);
+        handle(req, peer, state.clone(), tcp.clone(), stop_rx.clone(), nth)
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, svc)
         .with_upgrades()
@@ -53,8 +59,14 @@ async fn handle(
     state: Arc<State>,
     tcp: Arc<TcpStream>,
     mut stop_rx: watch::Receiver<bool>,
+    // 0 for the connection's first request.
+    nth: usize,
 ) -> Result<Response<RespBody>, CloseConnection> {
-    let behaviour = lock(&state.behaviour).clone();
+    let behaviour = match lock(&state.behaviour).clone() {
+        Behaviour::CloseReused if nth == 0 => Behaviour::Kubelet,
+        Behaviour::CloseReused => Behaviour::Close,
+        b => b,
+    };
     let upgrade = if behaviour == Behaviour::Upgrade101 {
         Some(hyper::upgrade::on(&mut req))
     } else {
@@ -95,6 +107,8 @@ async fn handle(
             let status = StatusCode::from_u16(code).expect("valid status code");
             Ok(respond(status, text, Some(TEXT_CONTENT_TYPE), false))
         }
+        // `Err` ends the connection; hyper writes nothing for it.
+        Behaviour::Close | Behaviour::CloseReused => Err(CloseConnection),
         Behaviour::Garbage => {
             let mut rest = GARBAGE;
             while !rest.is_empty() {

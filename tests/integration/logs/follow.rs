@@ -1,12 +1,13 @@
 //! `follow=true`: lines appended after the request started, a file rotated underneath, a
-//! container restart, a client going away, and the request exactly as kube-apiserver sends it
+//! container restart, a file truncated in place (also refilled within one poll), a client going
+//! away, and the request exactly as kube-apiserver sends it
 //! for `kubectl logs -f --tail=10 --timestamps`. Every wait is bounded; the gateway polls
-//! every 10 ms here.
+//! every 10 ms here (every second where two writes must land between two polls).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AS_ADMIN, Tree, append, cri, gateway, write};
+use super::{AS_ADMIN, Tree, append, cri, gateway, gateway_polling, write};
 use crate::common::client::{Streaming, build_request};
 use crate::common::pki::ClientSpec;
 use crate::common::{Harness, Setup};
@@ -108,6 +109,26 @@ async fn copytruncate_and_a_removed_pod() {
     std::fs::remove_dir_all(tree.pods.join("default_app-1_u1")).expect("remove pod");
     assert!(s.read_to_end(WAIT).await, "the stream ends with the pod");
     assert_eq!(s.text(), "line 1\nline 2\nline 3\n");
+}
+
+#[tokio::test]
+async fn copytruncate_refilled_past_the_old_offset_within_one_poll_is_read_from_the_top() {
+    let tree = Tree::new();
+    let dir = tree.container("default", "app-5", "u1", "main");
+    let log = dir.join("0.log");
+    write(&log, [line(1), line(2)].concat());
+    // A poll long enough that the file is truncated and refilled between two looks at it.
+    let h = gateway_polling(&tree, false, Duration::from_secs(1)).await;
+    let mut s = open(&h, "/containerLogs/default/app-5/main?follow=true").await;
+    expect(&mut s, "line 1\nline 2\n").await;
+    // Truncated and written again, longer than before: its size alone says nothing.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, [line(3), line(4), line(5)].concat().as_bytes()))
+        .expect("truncate and refill");
+    expect(&mut s, "line 1\nline 2\nline 3\nline 4\nline 5\n").await;
 }
 
 #[tokio::test]
