@@ -154,11 +154,17 @@ fn handle(mut req: Request<Incoming>, state: Arc<State>, identity: Option<(Strin
         p if p.starts_with("/debug/pprof/") => text(StatusCode::OK, "pprof\n"),
         p if p.starts_with("/run/") => text(StatusCode::OK, "ran\n"),
         // A plain (not upgraded) streaming request: remotecommand's NewOptions refuses one that
-        // selects no stream, and one that does is not an upgrade the streaming server accepts.
+        // selects no stream (400); one that does reaches the kubelet's UpgradeAwareHandler with
+        // upgradeRequired, whose responder answers with Go's http.Error and status 500
+        // (pkg/kubelet/server/server.go `responder.Error`; apimachinery
+        // pkg/util/proxy/upgradeaware.go: `errors.NewBadRequest("Upgrade request required")`).
         _ if streaming => {
             let q = req.uri().query().unwrap_or("");
             if ["input=1", "output=1", "error=1"].iter().any(|s| q.contains(s)) || path.starts_with("/portForward/") {
-                text(StatusCode::BAD_REQUEST, "Upgrade request required")
+                let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "Upgrade request required\n");
+                r.headers_mut()
+                    .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+                r
             } else {
                 text(
                     StatusCode::BAD_REQUEST,

@@ -372,9 +372,56 @@ async fn over_http2_a_streaming_request_gets_the_kubelet_s_own_answer() {
     assert_eq!(reply.version, http::Version::HTTP_2, "the client spoke h2");
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
-        (400, "Upgrade request required")
+        (500, "Upgrade request required\n")
     );
     let seen = r.kubelet.seen().pop().expect("seen");
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.header("upgrade"), None);
+}
+
+/// SIGTERM with a stream open: the stream keeps working through the shutdown grace (10 s), then
+/// the gateway closes it and writes its end record; new connections are refused meanwhile.
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_run_for_the_grace_period_then_closes_it() {
+    let mut r = rig(|s| s.top_yaml = "audit:\n  path: audit.log\n".into()).await;
+    let headers = spdy(OPERATOR.token);
+    let (mut tls, head, _) = upgrade(
+        &r.h,
+        "POST",
+        "/exec/default/web/app?command=sh&input=1&output=1",
+        &borrowed(&headers),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let started = Instant::now();
+    r.h.shutdown();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        tokio::net::TcpStream::connect(r.h.addr).await.is_err(),
+        "the listener is closed"
+    );
+    assert_eq!(echo(&mut tls, b"still here").await, b"still here", "within the grace");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf))
+        .await
+        .expect("closed at the end of the grace")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "not before the grace ran out: {:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(r.h.path("audit.log")).unwrap_or_default();
+        if let Some(end) = text.lines().find(|l| l.contains(r#""stage":"end""#)) {
+            let end: serde_json::Value = serde_json::from_str(end).expect("json");
+            assert_eq!(end["reason"], "stream ended: shutdown");
+            assert_eq!(end["bytesIn"], 10);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no end record: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
