@@ -94,6 +94,10 @@ pub struct Gateway {
     pub audit_writer: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// What the ops listener serves: `/healthz`, `/readyz`, `/metrics`.
     pub ops: Arc<crate::ops::Ops>,
+    /// The 10250 listener's deadlines and caps.
+    pub limits: crate::config::Limits,
+    /// Its connections, counted for `/metrics`.
+    pub connections: Arc<crate::ops::metrics::ConnectionStats>,
 }
 
 impl Gateway {
@@ -267,6 +271,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     };
     let api_in_request_path =
         config.authentication.webhook.enabled || config.authorization.mode == AuthorizationMode::Webhook;
+    let connections = Arc::new(crate::ops::metrics::ConnectionStats::default());
     let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
         requests: pipeline.observer.metrics.clone(),
         token_cache: pipeline.authenticator.token_reviewer().map(|t| t.stats().clone()),
@@ -278,6 +283,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         reload: reload_stats.clone(),
         api: api.clone(),
         streams,
+        connections: connections.clone(),
     });
     let mut readiness = crate::ops::Readiness::new(
         serving.clone(),
@@ -298,6 +304,8 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         warnings: inputs.warnings,
         api,
         audit_writer,
+        limits: config.limits.clone(),
+        connections,
     })
 }
 
@@ -331,7 +339,15 @@ pub async fn serve(
     tokio::spawn(crate::ops::serve(ops_listener, gateway.ops.clone(), async move {
         let _ = ops_stopped.await;
     }));
-    crate::server::serve(listener, gateway.tls, gateway.pipeline, shutdown).await;
+    crate::server::serve(
+        listener,
+        gateway.tls,
+        gateway.pipeline,
+        gateway.limits,
+        gateway.connections,
+        shutdown,
+    )
+    .await;
     let _ = ops_stop.send(());
 }
 

@@ -4,6 +4,7 @@
 //! serde schema in `config/schema.rs` never leaves this module.
 
 mod duration;
+mod limits;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
+pub use limits::Limits;
 use schema::{
     RawAnonymous, RawApiServer, RawAudit, RawAuthentication, RawAuthnWebhook, RawAuthorization, RawAuthzWebhook,
     RawConfig, RawFeatureGates, RawLogs, RawOps, RawRbac, RawSecureUpstream, RawUpstream, RawX509, SourceIndex,
@@ -70,6 +72,8 @@ pub struct Config {
     /// The gateway's own `/healthz`, `/readyz`, `/metrics`.
     pub ops_address: SocketAddr,
     pub audit: Option<AuditSink>,
+    /// Deadlines and caps on the 10250 listener's connections, streams and requests.
+    pub limits: Limits,
 }
 
 /// Where the serving certificate comes from.
@@ -569,6 +573,7 @@ impl Config {
                     Some(AuditSink::File(p)) => path(p),
                 }),
             }),
+            limits: Some(self.limits.to_raw()),
         }
     }
 }

@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     pub logs: Option<RawLogs>,
     pub ops: Option<RawOps>,
     pub audit: Option<RawAudit>,
+    pub limits: Option<super::limits::RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

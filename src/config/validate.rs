@@ -13,7 +13,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
         self.error_at(field, field, message)
     }
 
@@ -48,7 +48,12 @@ impl Validator<'_> {
         self.path(&non_empty(value).unwrap_or_else(|| default.to_owned()))
     }
 
-    fn duration(&self, field: &str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    pub(super) fn duration(
+        &self,
+        field: &str,
+        value: Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match non_empty(value) {
             None => Ok(default),
             Some(text) => parse_go_duration(&text).map_err(|e| self.error(field, e.to_string())),
@@ -260,6 +265,8 @@ impl Validator<'_> {
             Some(p) => Some(AuditSink::File(self.path(&p))),
         };
 
+        let limits = self.limits(raw.limits.unwrap_or_default())?;
+
         Ok(Config {
             node_name,
             listen,
@@ -278,6 +285,7 @@ impl Validator<'_> {
             split_log_streams,
             ops_address,
             audit,
+            limits,
         })
     }
 

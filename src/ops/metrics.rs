@@ -89,6 +89,33 @@ impl RequestMetrics {
     }
 }
 
+/// The 10250 listener's connections: held now, refused at a cap, and closed at a deadline.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub open: AtomicU64,
+    pub refused_limit: AtomicU64,
+    pub refused_peer: AtomicU64,
+    /// Closed to make room, before they had sent a request.
+    pub evicted: AtomicU64,
+    /// Closed at a deadline, by [`ConnectionStats::REASONS`].
+    closed: [AtomicU64; 4],
+}
+
+impl ConnectionStats {
+    pub const HANDSHAKE_TIMEOUT: usize = 0;
+    pub const FIRST_REQUEST_TIMEOUT: usize = 1;
+    pub const HEADER_TIMEOUT: usize = 2;
+    pub const IDLE: usize = 3;
+    const REASONS: [&'static str; 4] = ["handshake_timeout", "first_request_timeout", "header_timeout", "idle"];
+
+    /// A connection closed at the deadline `reason` (one of the constants).
+    pub fn closed(&self, reason: usize) {
+        if let Some(c) = self.closed.get(reason) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// What `/metrics` reads at scrape time.
 pub struct Sources {
     /// What the request path counts (the observer's).
@@ -100,6 +127,7 @@ pub struct Sources {
     pub reload: Arc<ReloadStats>,
     pub api: Option<Arc<ApiClient>>,
     pub streams: Arc<Streams>,
+    pub connections: Arc<ConnectionStats>,
 }
 
 /// The registry behind `/metrics`.
@@ -227,6 +255,35 @@ impl Collector for Derived {
                 &[(Vec::new(), load(&api.stats.errors))],
             )?;
         }
+        let c = &s.connections;
+        gauge(
+            &mut e,
+            "connections_open",
+            "Connections the 10250 listener holds now",
+            load(&c.open) as f64,
+        )?;
+        let reason = |r: &str| vec![("reason", r.to_owned())];
+        counter(
+            &mut e,
+            "connections_refused",
+            "Connections refused at limits.maxConnections (limit) or limits.maxConnectionsPerPeer (peer_limit)",
+            &[
+                (reason("limit"), load(&c.refused_limit)),
+                (reason("peer_limit"), load(&c.refused_peer)),
+            ],
+        )?;
+        let mut closed: Vec<(Labels, u64)> = ConnectionStats::REASONS
+            .iter()
+            .zip(&c.closed)
+            .map(|(r, n)| (reason(r), load(n)))
+            .collect();
+        closed.push((reason("evicted"), load(&c.evicted)));
+        counter(
+            &mut e,
+            "connections_closed",
+            "Connections the gateway closed at a deadline, or to make room at the connection limit (evicted)",
+            &closed,
+        )?;
         gauge(
             &mut e,
             "streams_open",

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod health;
 pub mod metrics;
 pub mod observer;
+pub mod throttle;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +23,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+/// An ops client must send its request headers within this time: the listener is loopback
+/// and plain HTTP, but a stuck scraper must not hold a connection for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use health::Readiness;
 
@@ -101,7 +106,7 @@ pub async fn serve(listener: TcpListener, ops: Arc<Ops>, shutdown: impl Future<O
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(crate::server::HEADER_READ_TIMEOUT)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
