@@ -19,7 +19,9 @@ use crate::authn::x509::{ClientCa, ClientCaError};
 use crate::authz::AnyAuthorizer;
 use crate::authz::rbac::RbacError;
 use crate::certs::CertError;
-use crate::certs::bootstrap::{Addresses, Bootstrap, Current};
+use crate::certs::manager::{Manager, Timing};
+use crate::certs::serving::{self, Addresses, ServingFlow};
+use crate::certs::store::Issued;
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, ServingCertSource};
 use crate::k8s::{ApiClient, Backoff, ClientError};
@@ -83,7 +85,7 @@ pub struct Gateway {
     /// Watches the certificate files; `serve` starts it.
     pub reloader: Option<Reloader>,
     /// Obtains and rotates the serving certificate through the CSR API.
-    pub bootstrap: Option<(Bootstrap, Option<Current>)>,
+    pub bootstrap: Option<(Manager<ServingFlow>, Option<Issued>)>,
     /// Renews a self-signed serving certificate before it expires.
     pub self_signed: Option<crate::certs::self_signed::Renewal>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
@@ -131,6 +133,17 @@ pub struct BuildOptions {
     pub follow_poll: Duration,
     /// How long a generated self-signed pair is valid (it is renewed at 70–90% of that).
     pub self_signed_lifetime: Duration,
+}
+
+impl BuildOptions {
+    /// The certificate manager's timing for both CSR flows.
+    fn csr_timing(&self) -> Timing {
+        Timing {
+            wait: self.bootstrap_wait,
+            retry: self.bootstrap_retry,
+            recheck: self.bootstrap_recheck,
+        }
+    }
 }
 
 impl Default for BuildOptions {
@@ -244,18 +257,18 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
-            Bootstrap {
-                api: api.clone(),
-                node_name: config.node_name.clone(),
-                cert_dir: config.cert_dir.clone(),
-                addresses: match bootstrap_template(config) {
-                    Some(_) => Addresses::Configured(config.node_addresses.clone()),
-                    None => Addresses::FromNode,
+            Manager {
+                flow: ServingFlow {
+                    api: api.clone(),
+                    node_name: config.node_name.clone(),
+                    addresses: match bootstrap_template(config) {
+                        Some(_) => Addresses::Configured(config.node_addresses.clone()),
+                        None => Addresses::FromNode,
+                    },
+                    serving: serving.clone(),
                 },
-                serving: serving.clone(),
-                wait_timeout: options.bootstrap_wait,
-                retry_initial: options.bootstrap_retry,
-                recheck: options.bootstrap_recheck,
+                store: serving::store(&config.cert_dir),
+                timing: options.csr_timing(),
             },
             current,
         )),

@@ -168,8 +168,8 @@ impl ApiClient {
     }
 
     /// The underlying client, for typed calls (the CSR flow).
-    pub fn kube_client(&self) -> kube::Client {
-        self.client.clone()
+    pub fn kube_client(&self) -> Result<kube::Client, CallError> {
+        Ok(self.client.clone())
     }
 
     /// POSTs `object` to `path` and decodes the answer, retrying connection errors, 5xx and

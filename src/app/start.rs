@@ -18,8 +18,9 @@ use crate::authn::x509::ClientCa;
 use crate::authz::rbac::RbacPolicy;
 use crate::authz::webhook::SarAuthorizer;
 use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
-use crate::certs::bootstrap::{self, Current, Template};
-use crate::certs::{self, self_signed};
+use crate::certs::csr::Template;
+use crate::certs::store::Issued;
+use crate::certs::{self, self_signed, serving};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCertSource};
 use crate::k8s::{ApiClient, CallPolicy};
@@ -54,10 +55,11 @@ pub(super) enum ServingInput {
     Files(Arc<rustls::sign::CertifiedKey>),
     /// Generated (or reused) in `certDir`: the one step that writes.
     SelfSigned,
-    /// The stored bootstrapped certificate, or else the configured files, or nothing yet.
+    /// The stored bootstrapped certificate (served while valid), and the configured files
+    /// (served while there is no valid stored one).
     Bootstrap {
-        current: Option<Current>,
-        key: Option<Arc<rustls::sign::CertifiedKey>>,
+        current: Option<Issued>,
+        fallback: Option<Arc<rustls::sign::CertifiedKey>>,
     },
 }
 
@@ -70,13 +72,12 @@ impl Inputs {
             ServingCertSource::SelfSigned => ServingInput::SelfSigned,
             // The kubelet store's order: the stored current certificate, then the configured files.
             ServingCertSource::Bootstrap { fallback } => {
-                let current = bootstrap::load_current(&config.cert_dir, bootstrap_template(config).as_ref());
-                let key = match (&current, fallback) {
-                    (Some(c), _) => Some(c.key.clone()),
-                    (None, Some((cert, key))) => Some(certs::load_pair(cert, key)?),
-                    (None, None) => None,
+                let current = serving::load_current(&config.cert_dir);
+                let fallback = match fallback {
+                    Some((cert, key)) => Some(certs::load_pair(cert, key)?),
+                    None => None,
                 };
-                ServingInput::Bootstrap { current, key }
+                ServingInput::Bootstrap { current, fallback }
             }
         };
         let client_ca = config
@@ -187,14 +188,15 @@ fn posture_warnings(config: &Config) -> Vec<String> {
 }
 
 pub(super) fn bootstrap_template(config: &Config) -> Option<Template> {
-    (!config.node_addresses.is_empty()).then(|| Template::from_configured(&config.node_name, &config.node_addresses))
+    (!config.node_addresses.is_empty())
+        .then(|| serving::template_from_configured(&config.node_name, &config.node_addresses))
 }
 
 /// The serving certificate as built: where it lives, and what keeps it valid.
 pub(super) struct Serving {
     pub(super) cert: Arc<ServingCert>,
     /// For the CSR flow: the stored certificate, if any.
-    pub(super) bootstrapped: Option<Option<Current>>,
+    pub(super) bootstrapped: Option<Option<Issued>>,
     /// For a self-signed pair: its renewal.
     pub(super) renewal: Option<self_signed::Renewal>,
 }
@@ -217,9 +219,16 @@ pub(super) fn serving_certificate(
             let key = certs::load_pair(&pair.cert, &pair.key)?;
             (Some(key), None, Some((subject, pair.validity)))
         }
-        ServingInput::Bootstrap { current, key } => (key, Some(current), None),
+        // A valid stored certificate is served until its notAfter; else the files, if any.
+        ServingInput::Bootstrap { current, fallback } => (fallback, Some(current), None),
     };
     let cert = Arc::new(ServingCert::new(key));
+    let now = certs::rotation::now_unix();
+    if let Some(Some(c)) = &bootstrapped
+        && c.valid_at(now)
+    {
+        cert.set_until(c.key.clone(), c.not_after);
+    }
     let renewal = self_signed.map(|(subject, current)| self_signed::Renewal {
         cert_dir: config.cert_dir.clone(),
         subject,

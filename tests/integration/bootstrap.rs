@@ -2,7 +2,11 @@
 //! pkg/kubelet/certificate/kubelet.go, client-go util/certificate): the
 //! CSR's subject, SANs, usages, signer and key; the pending-state `internal_error`; the files
 //! and the link; reuse across a restart; rotation of a short-lived certificate while clients
-//! keep connecting; a denied CSR's reason in the log.
+//! keep connecting; a denied CSR's reason in the log. `renewal.rs`: waiting on one CSR through
+//! API server failures, the store's pruning, an expired certificate, the backoffs, and a
+//! rotation deadline that a restart does not move.
+
+mod renewal;
 
 use std::path::Path;
 use std::sync::Arc;

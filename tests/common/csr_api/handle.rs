@@ -71,6 +71,7 @@ impl CsrApi {
                 events: Vec::new(),
                 mode: Mode::Pending,
                 leaf_only: false,
+                failing_watches: 0,
             }),
             requests: Mutex::new(Vec::new()),
             tls: Arc::new(tls),
@@ -298,6 +299,12 @@ impl CsrApi {
     /// Sends a BOOKMARK (current resourceVersion) on every open watch that allowed bookmarks.
     pub fn send_bookmarks(&self) {
         self.inner.bookmarks.send_modify(|n| *n += 1);
+    }
+
+    /// The next `count` watch requests are refused with 429 Too Many Requests and
+    /// `Retry-After: 1`, as an overloaded kube-apiserver (API priority and fairness) refuses them.
+    pub fn fail_watches(&self, count: u32) {
+        lock(&self.inner.state).failing_watches = count;
     }
 
     /// Ends every open watch stream cleanly (as kube-apiserver does at its timeout).

@@ -217,6 +217,18 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Resp, Infal
     let query = Query(query_pairs(parts.uri.query().unwrap_or("")));
     let param = |name: &str| query.get(name);
     let is_watch = param("watch").and_then(parse_bool).unwrap_or(false);
+    if is_watch && take_watch_failure(&inner) {
+        let mut answer = status_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+            Some(json!({"retryAfterSeconds": 1})),
+        );
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return Ok(answer);
+    }
     let answer = match (route(parts.uri.path()), &parts.method) {
         (Route::Unknown, _) => not_found_generic(),
         (Route::Collection(res), &Method::GET) if is_watch => start_watch(&inner, res, None, &query),
@@ -241,6 +253,15 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Resp, Infal
         ),
     };
     Ok(answer)
+}
+
+fn take_watch_failure(inner: &Inner) -> bool {
+    let mut state = lock(&inner.state);
+    if state.failing_watches == 0 {
+        return false;
+    }
+    state.failing_watches -= 1;
+    true
 }
 
 fn delete_csr_http(inner: &Inner, name: &str) -> Resp {

@@ -92,6 +92,8 @@ pub(super) struct State {
     pub(super) events: Vec<Event>,
     pub(super) mode: Mode,
     pub(super) leaf_only: bool,
+    /// The next this many watch requests get 429 Too Many Requests.
+    pub(super) failing_watches: u32,
 }
 
 impl State {
