@@ -24,6 +24,7 @@ use crate::certs::serving::{self, Addresses, ServingFlow};
 use crate::certs::store::Issued;
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, ServingCertSource};
+use crate::k8s::identity::IdentityFiles;
 use crate::k8s::{ApiClient, Backoff, ClientError};
 use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
@@ -228,6 +229,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             key: secure.key_file.clone(),
             slot: port.clone(),
         });
+    }
+    if let Some(api) = &api {
+        // The kubeconfig's certificate, key and token files (the kubelet's renewed
+        // kubelet-client-current.pem, a projected token): the API client follows them.
+        reloader.add(IdentityFiles { api: api.clone() });
     }
     let reloader = (!reloader.is_empty()).then_some(reloader);
     let streams = Arc::new(Streams::default());

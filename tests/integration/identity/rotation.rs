@@ -1,0 +1,1 @@
+//! Rotation of the joined certificate (filled in below).
