@@ -19,6 +19,7 @@ use crate::authn::x509::{ClientCa, ClientCaError};
 use crate::authz::AnyAuthorizer;
 use crate::authz::rbac::RbacError;
 use crate::certs::CertError;
+use crate::certs::client::ClientFlow;
 use crate::certs::manager::{Manager, Timing};
 use crate::certs::serving::{self, Addresses, ServingFlow};
 use crate::certs::store::Issued;
@@ -58,6 +59,8 @@ pub enum StartError {
     #[error("kubeconfig: {0}")]
     ApiClient(#[from] ClientError),
     #[error(transparent)]
+    Join(#[from] crate::certs::client::JoinError),
+    #[error(transparent)]
     Audit(#[from] crate::ops::audit::AuditError),
     #[error(transparent)]
     Random(#[from] crate::authn::secret::RandomError),
@@ -89,6 +92,8 @@ pub struct Gateway {
     pub bootstrap: Option<(Manager<ServingFlow>, Option<Issued>)>,
     /// Renews a self-signed serving certificate before it expires.
     pub self_signed: Option<crate::certs::self_signed::Renewal>,
+    /// Joins with the bootstrap token and renews the gateway's client certificate.
+    pub join: Option<(Manager<ClientFlow>, Option<Issued>)>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
@@ -105,6 +110,9 @@ impl Gateway {
     fn spawn_background(&mut self) {
         if let Some(reloader) = self.reloader.take() {
             tokio::spawn(reloader.run());
+        }
+        if let Some((join, current)) = self.join.take() {
+            tokio::spawn(join.run(current));
         }
         if let Some((bootstrap, current)) = self.bootstrap.take() {
             tokio::spawn(bootstrap.run(current));
@@ -138,7 +146,7 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// The certificate manager's timing for both CSR flows.
-    fn csr_timing(&self) -> Timing {
+    pub(crate) fn csr_timing(&self) -> Timing {
         Timing {
             wait: self.bootstrap_wait,
             retry: self.bootstrap_retry,
@@ -170,6 +178,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     // Read and check everything first; only then write (the self-signed pair, the audit file).
     let inputs = Inputs::read(config, &options).await?;
     let api = inputs.api;
+    let join = inputs.join;
     let start::Serving {
         cert: serving,
         bootstrapped,
@@ -314,6 +323,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         reloader,
         bootstrap,
         self_signed: renewal,
+        join,
         warnings: inputs.warnings,
         api,
         audit_writer,
@@ -364,6 +374,11 @@ fn log_posture(config: &Config, warnings: &[String]) {
         listen = %config.listen,
         node = %config.node_name,
         certificate = source,
+        api_identity = match (&config.bootstrap_kubeconfig, &config.kubeconfig) {
+            (Some(_), _) => "kubeconfig, joined and renewed with bootstrapKubeconfig",
+            (None, Some(_)) => "kubeconfig",
+            (None, None) => "in-cluster",
+        },
         client_ca = config.authentication.client_ca_file.is_some(),
         token_file = config.authentication.token_file.is_some(),
         anonymous = config.authentication.anonymous,

@@ -18,7 +18,9 @@ use crate::authn::x509::ClientCa;
 use crate::authz::rbac::RbacPolicy;
 use crate::authz::webhook::SarAuthorizer;
 use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
+use crate::certs::client::{self, ClientFlow};
 use crate::certs::csr::Template;
+use crate::certs::manager::Manager;
 use crate::certs::store::Issued;
 use crate::certs::{self, self_signed, serving};
 use crate::clock::Clock;
@@ -44,6 +46,8 @@ pub(super) struct Inputs {
     pub(super) client_ca: Option<ClientCa>,
     pub(super) token_file: Option<TokenFile>,
     pub(super) api: Option<Arc<ApiClient>>,
+    /// The join and renewal of the gateway's own client certificate (`bootstrapKubeconfig`).
+    pub(super) join: Option<Join>,
     pub(super) authorizer: AnyAuthorizer,
     pub(super) read_only: Option<ReadOnlyPort>,
     pub(super) secure: Option<SecurePort>,
@@ -98,7 +102,7 @@ impl Inputs {
         if let Some(sink) = &config.audit {
             Output::check(sink)?;
         }
-        let api = api_client(config, options).await?;
+        let (api, join) = api_client(config, options).await?;
         let (authorizer, authorizer_warnings) = authorization(config, api.as_ref(), &options.clock)?;
         warnings.extend(authorizer_warnings);
         let read_only = config
@@ -133,6 +137,7 @@ impl Inputs {
             client_ca,
             token_file,
             api,
+            join,
             authorizer,
             read_only,
             secure,
@@ -141,18 +146,56 @@ impl Inputs {
     }
 }
 
-/// The API server client, when a webhook or the CSR flow needs one. Building it reads the
-/// kubeconfig and its files; nothing is sent until a request needs it.
-async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiClient>>, StartError> {
+/// The client certificate manager of a join, with the certificate it starts from.
+pub(super) type Join = (Manager<ClientFlow>, Option<Issued>);
+
+/// The API server client, when a webhook, a CSR flow or a join needs one. Building it reads
+/// the kubeconfig and its files (with `bootstrapKubeconfig`, decides whether to join, and
+/// checks the bootstrap token's form); nothing is sent until a request needs it.
+async fn api_client(
+    config: &Config,
+    options: &BuildOptions,
+) -> Result<(Option<Arc<ApiClient>>, Option<Join>), StartError> {
     let needs_api = config.authentication.webhook.enabled
         || config.authorization.mode == AuthorizationMode::Webhook
-        || matches!(config.serving_cert, ServingCertSource::Bootstrap { .. });
+        || matches!(config.serving_cert, ServingCertSource::Bootstrap { .. })
+        || config.bootstrap_kubeconfig.is_some();
     if !needs_api {
-        return Ok(None);
+        return Ok((None, None));
     }
-    Ok(Some(Arc::new(
-        ApiClient::connect(config.kubeconfig.as_deref(), call_policy(config, options)).await?,
-    )))
+    let policy = call_policy(config, options);
+    let (Some(bootstrap), Some(kubeconfig)) = (&config.bootstrap_kubeconfig, &config.kubeconfig) else {
+        return Ok((
+            Some(Arc::new(
+                ApiClient::connect(config.kubeconfig.as_deref(), policy).await?,
+            )),
+            None,
+        ));
+    };
+    let current = client::resolve(kubeconfig, bootstrap)?;
+    let api = Arc::new(match &current {
+        Some(_) => ApiClient::connect(Some(kubeconfig), policy).await?,
+        None => ApiClient::without_identity(
+            kubeconfig,
+            policy,
+            format!(
+                "no client certificate yet: joining with bootstrapKubeconfig {}",
+                bootstrap.display()
+            ),
+        ),
+    });
+    let manager = Manager {
+        flow: ClientFlow {
+            api: api.clone(),
+            node_name: config.node_name.clone(),
+            kubeconfig: kubeconfig.clone(),
+            bootstrap: bootstrap.clone(),
+            store: client::store(&config.cert_dir),
+        },
+        store: client::store(&config.cert_dir),
+        timing: options.csr_timing(),
+    };
+    Ok((Some(api), Some((manager, current))))
 }
 
 /// Settings an operator should hear about at start, one line each.
@@ -223,9 +266,8 @@ pub(super) fn serving_certificate(
         ServingInput::Bootstrap { current, fallback } => (fallback, Some(current), None),
     };
     let cert = Arc::new(ServingCert::new(key));
-    let now = certs::rotation::now_unix();
     if let Some(Some(c)) = &bootstrapped
-        && c.valid_at(now)
+        && c.valid_now()
     {
         cert.set_until(c.key.clone(), c.not_after);
     }

@@ -83,7 +83,7 @@ impl<F: Flow> Manager<F> {
                 Err(e) => {
                     let delay = template_backoff.next_delay();
                     tracing::warn!(error = %e, "{what}: no certificate template yet; trying again in {delay:?}");
-                    if !current.as_ref().is_some_and(|c| c.valid_at(now_unix())) {
+                    if !current.as_ref().is_some_and(|c| c.valid_now()) {
                         self.flow.unusable(&e);
                     }
                     tokio::time::sleep(delay).await;
@@ -91,7 +91,7 @@ impl<F: Flow> Manager<F> {
                 }
             };
             let now = now_unix();
-            let usable = current.as_ref().filter(|c| c.valid_at(now));
+            let usable = current.as_ref().filter(|c| c.valid_now());
             if let Some(c) = usable {
                 let satisfied = c.with_leaf(|leaf| template.matches(leaf)).unwrap_or(false);
                 if now < c.rotate_at && satisfied {
@@ -118,7 +118,7 @@ impl<F: Flow> Manager<F> {
                 Err(e) => {
                     let delay = request_backoff.next_delay();
                     tracing::warn!(error = %e, "{what} request failed; retrying in {delay:?}");
-                    if !current.as_ref().is_some_and(|c| c.valid_at(now_unix())) {
+                    if !current.as_ref().is_some_and(|c| c.valid_now()) {
                         self.flow.unusable(&e.to_string());
                     }
                     tokio::time::sleep(delay).await;

@@ -7,6 +7,7 @@
 //! `<prefix>-current.pem` link), [`rotation`] (when to renew, how to back off) and [`manager`]
 //! (the loop); [`serving`] and [`client`] are what differs.
 
+pub mod client;
 pub mod csr;
 pub mod manager;
 pub mod rotation;

@@ -84,10 +84,10 @@ impl Issued {
         })
     }
 
-    /// Within its validity at `now` (Unix seconds; `notAfter` is the last valid second). After
-    /// it the kubelet's manager treats the certificate as absent (`manager.Current`).
-    pub fn valid_at(&self, now: i64) -> bool {
-        self.not_before <= now && now <= self.not_after
+    /// Within its validity now. After `notAfter` the kubelet's manager treats the certificate
+    /// as absent (`manager.Current`: `now.After(NotAfter)`).
+    pub fn valid_now(&self) -> bool {
+        self.not_before <= rotation::now_unix() && !rotation::is_past(self.not_after)
     }
 
     /// The leaf, parsed (it parsed when this was made).

@@ -109,6 +109,12 @@ impl Slot {
     }
 }
 
+/// A client of its own from the kubeconfig at `path` (for the join's bootstrap credentials,
+/// which serve no other call).
+pub fn client_for(path: &std::path::Path) -> Result<kube::Client, ClientError> {
+    build(&IdentitySource::Kubeconfig(path.to_path_buf())).map(|r| r.client)
+}
+
 /// Builds a client from `source`, refusing a client certificate that does not load or whose
 /// key does not match (kube would only find out at the first handshake).
 fn build(source: &IdentitySource) -> Result<Ready, ClientError> {

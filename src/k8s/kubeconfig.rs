@@ -157,7 +157,7 @@ impl Loaded {
                 &user.client_key,
                 "client-key-data",
             )?,
-            token: user.token.clone().filter(|t| !t.expose_secret().is_empty()),
+            token: user.token.clone(),
             token_file: user.token_file.as_deref().filter(|f| !f.is_empty()).map(PathBuf::from),
         })
     }

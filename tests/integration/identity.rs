@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use kubelet_gate::app::BuildOptions;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::common::client::TlsClient;
 use crate::common::csr_api::{Call, Credential, CsrApi, TOKENREVIEW_PATH};
 use crate::common::pki::Leaf;
 use crate::common::{Harness, NODE, Setup};
@@ -33,12 +34,18 @@ fn fast() -> BuildOptions {
 /// The gateway with the TokenReview webhook through `kubeconfig` (and `top_yaml`, e.g. a
 /// `bootstrapKubeconfig:`), every authenticated request allowed.
 async fn gateway(kubeconfig: &Path, top_yaml: &str, options: BuildOptions) -> Harness {
+    gateway_in(kubeconfig, top_yaml, options, None).await
+}
+
+/// The same with `certDir` at `cert_dir` (kept across restarts).
+async fn gateway_in(kubeconfig: &Path, top_yaml: &str, options: BuildOptions, cert_dir: Option<&Path>) -> Harness {
     Harness::start(Setup {
         kubeconfig: Some(kubeconfig.to_path_buf()),
         token_webhook: true,
         mode: "AlwaysAllow",
         top_yaml: top_yaml.to_owned(),
         options,
+        cert_dir: cert_dir.map(Path::to_path_buf),
         ..Setup::default()
     })
     .await
@@ -79,7 +86,7 @@ fn token_reviews(api: &CsrApi) -> Vec<Call> {
 /// One request through the gateway with a token TokenReview knows: its status.
 async fn reviewed_request(h: &Harness, api: &CsrApi, token: &str) -> u16 {
     api.add_review_token(token, "alice", &["team"]);
-    h.client()
+    TlsClient::insecure()
         .get(h.addr, "/healthz", &[("authorization", &format!("Bearer {token}"))])
         .await
         .status
@@ -102,7 +109,7 @@ impl Load {
         for t in 0..tasks {
             let (stop, ok, failed): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<Mutex<Vec<u16>>>) =
                 (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-            let (client, addr, api) = (h.client(), h.addr, api.clone());
+            let (client, addr, api) = (TlsClient::insecure(), h.addr, api.clone());
             handles.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -161,4 +168,80 @@ fn pair_pem(leaf: &Leaf) -> String {
 
 fn is_certificate(c: &Call, serial: &str) -> bool {
     matches!(&c.credential, Credential::Certificate { serial: s, .. } if s == serial)
+}
+
+/// A bootstrap token and the extra group kubeadm gives it.
+const TOKEN: &str = "abcdef.0123456789abcdef";
+const TOKEN_SECRET: &str = "0123456789abcdef";
+const GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// A cluster that admits nodes joining with [`TOKEN`]: the token, and kubeadm's three bindings.
+async fn cluster() -> CsrApi {
+    let api = CsrApi::start("system:serviceaccount:kube-system:admin").await;
+    api.add_bootstrap_token(TOKEN, &[GROUP]);
+    api.kubeadm_bindings(GROUP);
+    api
+}
+
+/// A node image: a bootstrap kubeconfig with [`TOKEN`], no kubeconfig yet, an empty `certDir`.
+struct NodeImage {
+    dir: tempfile::TempDir,
+    bootstrap: PathBuf,
+    kubeconfig: PathBuf,
+    cert_dir: PathBuf,
+}
+
+impl NodeImage {
+    fn new(api: &CsrApi) -> NodeImage {
+        NodeImage::with_token(api, TOKEN)
+    }
+
+    fn with_token(api: &CsrApi, token: &str) -> NodeImage {
+        let dir = tempfile::tempdir().expect("dir");
+        let bootstrap = api.write_bootstrap_kubeconfig(dir.path(), token);
+        NodeImage {
+            kubeconfig: dir.path().join("kubeconfig"),
+            cert_dir: dir.path().join("pki"),
+            bootstrap,
+            dir,
+        }
+    }
+
+    fn top_yaml(&self) -> String {
+        format!("bootstrapKubeconfig: {}\n", self.bootstrap.display())
+    }
+
+    async fn start(&self, options: BuildOptions) -> Harness {
+        gateway_in(&self.kubeconfig, &self.top_yaml(), options, Some(&self.cert_dir)).await
+    }
+
+    fn link(&self) -> PathBuf {
+        self.cert_dir.join("kubelet-gate-client-current.pem")
+    }
+
+    /// The certificate the link points at now, as DER.
+    fn current_leaf(&self) -> Vec<u8> {
+        use rustls_pki_types::pem::PemObject;
+        let pem = std::fs::read(self.link()).expect("current pair");
+        rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .expect("a certificate")
+            .expect("PEM")
+            .to_vec()
+    }
+}
+
+/// Waits until a request through the gateway is reviewed (the join is done).
+async fn joined(h: &Harness, api: &CsrApi) {
+    let mut n = 0;
+    eventually(
+        "a request is reviewed with the joined identity",
+        Duration::from_secs(20),
+        || {
+            n += 1;
+            let token = format!("probe-{n}");
+            async move { reviewed_request(h, api, &token).await == 200 }
+        },
+    )
+    .await;
 }
