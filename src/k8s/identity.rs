@@ -2,7 +2,7 @@
 //! client reads its certificate, key and CA once, when it is built, so a kubeconfig that names
 //! the kubelet's `kubelet-client-current.pem` (a link the kubelet swaps when it renews) would
 //! present the old certificate until it expires, and then every review would fail. The client is
-//! therefore kept in a [`Slot`] and built again when the files behind it change
+//! therefore kept in a slot and built again when the files behind it change
 //! ([`IdentityFiles`], a [`reload::Source`](crate::reload::Source)) or when the gateway's own
 //! join stores a new certificate; a call takes the client in the slot when it starts, so calls
 //! in flight finish on the one they began with.
