@@ -49,6 +49,8 @@ pub(super) struct Cluster {
     /// kube-controller-manager's approver and client signer are running, issuing client
     /// certificates valid this long; `None`: client CSRs follow the mode like any other.
     pub(super) controller: Option<Duration>,
+    /// Lifetimes for the next client certificates issued, before `controller`'s applies.
+    pub(super) next_lifetimes: std::collections::VecDeque<Duration>,
 }
 
 impl Default for Cluster {
@@ -58,6 +60,7 @@ impl Default for Cluster {
             review_tokens: HashMap::new(),
             bindings: Vec::new(),
             controller: Some(Duration::from_secs(3600)),
+            next_lifetimes: Default::default(),
         }
     }
 }
@@ -190,7 +193,7 @@ impl Inner {
     /// approved (and signed) it, `Some(false)` when it left it pending, `None` when the
     /// controller is off or the CSR is not its kind.
     pub(super) fn controller_handles(self: &Arc<Self>, name: &str) -> Option<bool> {
-        let (lifetime, request, signer, usages, username, groups) = {
+        let (mut lifetime, request, signer, usages, username, groups) = {
             let state = lock(&self.state);
             let lifetime = state.cluster.controller?;
             let object = state.get(Res::Csr, name)?;
@@ -225,7 +228,14 @@ impl Inner {
                 resource: "certificatesigningrequests",
                 subresource,
             };
-            let allowed = lock(&self.state).cluster.allows(&username, &groups, &attributes);
+            let allowed = {
+                let mut state = lock(&self.state);
+                let allowed = state.cluster.allows(&username, &groups, &attributes);
+                if allowed && let Some(first) = state.cluster.next_lifetimes.pop_front() {
+                    lifetime = first;
+                }
+                allowed
+            };
             if allowed {
                 let _ = self.add_condition(name, "Approved", "AutoApproved", message);
                 if let Err(e) = self.issue(name, lifetime) {
@@ -301,6 +311,12 @@ impl CsrApi {
     /// [`super::Mode`]).
     pub fn set_controller(&self, lifetime: Option<Duration>) {
         lock(&self.inner.state).cluster.controller = lifetime;
+    }
+
+    /// The next client certificates the controller issues are valid for these lifetimes, in
+    /// order; then for the controller's own again.
+    pub fn next_client_lifetimes(&self, lifetimes: &[Duration]) {
+        lock(&self.inner.state).cluster.next_lifetimes = lifetimes.iter().copied().collect();
     }
 
     /// The client signer's CA: what the API server trusts client certificates from.
