@@ -134,7 +134,8 @@ pub struct BuildOptions {
     pub backoff: Backoff,
     /// How often certificate files are re-read without a file event.
     pub reload_interval: Duration,
-    /// The CSR flow's first retry delay and how often it re-reads the node's addresses.
+    /// The CSR flows' first retry delay (serving and client certificate), and how often the
+    /// serving flow re-reads the node's addresses.
     pub bootstrap_retry: Duration,
     pub bootstrap_recheck: Duration,
     /// How long one CSR may wait for approval and issuance.
