@@ -19,9 +19,13 @@ use crate::authn::x509::{ClientCa, ClientCaError};
 use crate::authz::AnyAuthorizer;
 use crate::authz::rbac::RbacError;
 use crate::certs::CertError;
-use crate::certs::bootstrap::{Addresses, Bootstrap, Current};
+use crate::certs::client::ClientFlow;
+use crate::certs::manager::{Manager, Timing};
+use crate::certs::serving::{self, Addresses, ServingFlow};
+use crate::certs::store::Issued;
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, ServingCertSource};
+use crate::k8s::identity::IdentityFiles;
 use crate::k8s::{ApiClient, Backoff, ClientError};
 use crate::logs::{self, LogServer};
 use crate::ops::audit::{AuditLog, Output};
@@ -55,6 +59,8 @@ pub enum StartError {
     #[error("kubeconfig: {0}")]
     ApiClient(#[from] ClientError),
     #[error(transparent)]
+    Join(#[from] crate::certs::client::JoinError),
+    #[error(transparent)]
     Audit(#[from] crate::ops::audit::AuditError),
     #[error(transparent)]
     Random(#[from] crate::authn::secret::RandomError),
@@ -83,9 +89,11 @@ pub struct Gateway {
     /// Watches the certificate files; `serve` starts it.
     pub reloader: Option<Reloader>,
     /// Obtains and rotates the serving certificate through the CSR API.
-    pub bootstrap: Option<(Bootstrap, Option<Current>)>,
+    pub bootstrap: Option<(Manager<ServingFlow>, Option<Issued>)>,
     /// Renews a self-signed serving certificate before it expires.
     pub self_signed: Option<crate::certs::self_signed::Renewal>,
+    /// Joins with the bootstrap token and renews the gateway's client certificate.
+    pub join: Option<(Manager<ClientFlow>, Option<Issued>)>,
     /// Things an operator should know (weak settings, odd policy files), for the start-up log.
     pub warnings: Vec<String>,
     /// The API server client, when a webhook or the CSR flow needs one.
@@ -107,6 +115,9 @@ impl Gateway {
         if let Some(reloader) = self.reloader.take() {
             tokio::spawn(reloader.run());
         }
+        if let Some((join, current)) = self.join.take() {
+            tokio::spawn(join.run(current));
+        }
         if let Some((bootstrap, current)) = self.bootstrap.take() {
             tokio::spawn(bootstrap.run(current));
         }
@@ -127,7 +138,8 @@ pub struct BuildOptions {
     pub backoff: Backoff,
     /// How often certificate files are re-read without a file event.
     pub reload_interval: Duration,
-    /// The CSR flow's first retry delay and how often it re-reads the node's addresses.
+    /// The CSR flows' first retry delay (serving and client certificate), and how often the
+    /// serving flow re-reads the node's addresses.
     pub bootstrap_retry: Duration,
     pub bootstrap_recheck: Duration,
     /// How long one CSR may wait for approval and issuance.
@@ -135,6 +147,17 @@ pub struct BuildOptions {
     pub follow_poll: Duration,
     /// How long a generated self-signed pair is valid (it is renewed at 70–90% of that).
     pub self_signed_lifetime: Duration,
+}
+
+impl BuildOptions {
+    /// The certificate manager's timing for both CSR flows.
+    pub(crate) fn csr_timing(&self) -> Timing {
+        Timing {
+            wait: self.bootstrap_wait,
+            retry: self.bootstrap_retry,
+            recheck: self.bootstrap_recheck,
+        }
+    }
 }
 
 impl Default for BuildOptions {
@@ -160,6 +183,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     // Read and check everything first; only then write (the self-signed pair, the audit file).
     let inputs = Inputs::read(config, &options).await?;
     let api = inputs.api;
+    let join = inputs.join;
     let start::Serving {
         cert: serving,
         bootstrapped,
@@ -220,6 +244,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             slot: port.clone(),
         });
     }
+    if let Some(api) = &api {
+        // The kubeconfig's certificate, key and token files (the kubelet's renewed
+        // kubelet-client-current.pem, a projected token): the API client follows them.
+        reloader.add(IdentityFiles { api: api.clone() });
+    }
     let reloader = (!reloader.is_empty()).then_some(reloader);
     let streams = Arc::new(Streams::default());
     let audit_health = audit.as_ref().map(|log| log.health().clone());
@@ -248,18 +277,18 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
-            Bootstrap {
-                api: api.clone(),
-                node_name: config.node_name.clone(),
-                cert_dir: config.cert_dir.clone(),
-                addresses: match bootstrap_template(config) {
-                    Some(_) => Addresses::Configured(config.node_addresses.clone()),
-                    None => Addresses::FromNode,
+            Manager {
+                flow: ServingFlow {
+                    api: api.clone(),
+                    node_name: config.node_name.clone(),
+                    addresses: match bootstrap_template(config) {
+                        Some(_) => Addresses::Configured(config.node_addresses.clone()),
+                        None => Addresses::FromNode,
+                    },
+                    serving: serving.clone(),
                 },
-                serving: serving.clone(),
-                wait_timeout: options.bootstrap_wait,
-                retry_initial: options.bootstrap_retry,
-                recheck: options.bootstrap_recheck,
+                store: serving::store(&config.cert_dir),
+                timing: options.csr_timing(),
             },
             current,
         )),
@@ -301,6 +330,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         reloader,
         bootstrap,
         self_signed: renewal,
+        join,
         warnings: inputs.warnings,
         api,
         audit_writer,
@@ -361,6 +391,11 @@ fn log_posture(config: &Config, warnings: &[String]) {
         listen = %config.listen,
         node = %config.node_name,
         certificate = source,
+        api_identity = match (&config.bootstrap_kubeconfig, &config.kubeconfig) {
+            (Some(_), _) => "kubeconfig, joined and renewed with bootstrapKubeconfig",
+            (None, Some(_)) => "kubeconfig",
+            (None, None) => "in-cluster",
+        },
         client_ca = config.authentication.client_ca_file.is_some(),
         token_file = config.authentication.token_file.is_some(),
         anonymous = config.authentication.anonymous,

@@ -59,6 +59,9 @@ pub struct Config {
     pub node_addresses: Vec<NodeAddress>,
     /// `None`: in-cluster configuration.
     pub kubeconfig: Option<PathBuf>,
+    /// The kubelet's `--bootstrap-kubeconfig`: when `kubeconfig` is missing or its client
+    /// certificate unusable, join with this file's bootstrap token and write `kubeconfig`.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub api_server: ApiServer,
     pub authentication: Authentication,
     pub authorization: Authorization,
@@ -513,6 +516,7 @@ impl Config {
             tls_cipher_suites: Some(self.tls_cipher_suites.iter().map(|s| s.go_name().to_owned()).collect()),
             node_addresses: Some(self.node_addresses.iter().map(|a| a.to_string()).collect()),
             kubeconfig: Some(opt_path(&self.kubeconfig)),
+            bootstrap_kubeconfig: Some(opt_path(&self.bootstrap_kubeconfig)),
             api_server: Some(RawApiServer {
                 request_timeout: dur(self.api_server.request_timeout),
                 max_in_flight: Some(i64::try_from(self.api_server.max_in_flight).unwrap_or(i64::MAX)),

@@ -3,8 +3,14 @@
 //! objects the operator tools read) with the kubelet's retries (kubernetes/apiserver
 //! pkg/util/webhook/webhook.go `DefaultShouldRetry`), an overall deadline, and a cap on calls
 //! in flight, so a slow or failing API server can neither hang a request nor be flooded by the gateway.
+//!
+//! The client's identity lives in [`identity`] and is rebuilt when its files change;
+//! [`kubeconfig`] reads and writes the files.
 
-use std::path::Path;
+pub mod identity;
+pub mod kubeconfig;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +47,9 @@ pub enum CallError {
     Transport(String),
     #[error("unreadable answer from the API server: {0}")]
     Decode(String),
+    /// Nothing to authenticate with: a join not finished, or a certificate that expired.
+    #[error("no client identity for the API server: {0}")]
+    NoIdentity(String),
 }
 
 /// Exponential backoff between attempts, as `wait.Backoff`.
@@ -83,7 +92,7 @@ pub struct CallPolicy {
 }
 
 pub struct ApiClient {
-    client: kube::Client,
+    identity: identity::Slot,
     slots: Semaphore,
     policy: CallPolicy,
     pub stats: ApiStats,
@@ -140,36 +149,50 @@ enum Attempt<T> {
 impl ApiClient {
     /// A client from `kubeconfig`, or the in-cluster configuration when there is none.
     pub async fn connect(kubeconfig: Option<&Path>, policy: CallPolicy) -> Result<ApiClient, ClientError> {
-        crate::crypto::install_default_provider();
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let err = |e: &dyn std::fmt::Display| ClientError::Kubeconfig {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                };
-                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| err(&e))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| err(&e))?
-            }
-            None => kube::Config::incluster().map_err(|e| ClientError::InCluster(e.to_string()))?,
+        let source = match kubeconfig {
+            Some(path) => identity::IdentitySource::Kubeconfig(path.to_path_buf()),
+            None => identity::IdentitySource::InCluster,
         };
-        config.connect_timeout = Some(Duration::from_secs(1));
-        // kube retries 429/503/504 on its own (up to 15 times); the retry policy here is the
-        // kubelet's, counted and bounded by the deadline, so kube's must be off.
-        config.default_retry = false;
-        let client = kube::Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))?;
-        Ok(ApiClient {
-            client,
+        Ok(ApiClient::with(identity::Slot::ready(source)?, policy))
+    }
+
+    /// A client with no identity yet (a join in progress): every call fails with `why` until
+    /// [`ApiClient::rebuild`] finds `kubeconfig` usable.
+    pub fn without_identity(kubeconfig: &Path, policy: CallPolicy, why: String) -> ApiClient {
+        let source = identity::IdentitySource::Kubeconfig(kubeconfig.to_path_buf());
+        ApiClient::with(identity::Slot::pending(Some(source), why), policy)
+    }
+
+    fn with(identity: identity::Slot, policy: CallPolicy) -> ApiClient {
+        ApiClient {
+            identity,
             slots: Semaphore::new(policy.max_in_flight.max(1)),
             policy,
             stats: ApiStats::default(),
-        })
+        }
     }
 
-    /// The underlying client, for typed calls (the CSR flow).
-    pub fn kube_client(&self) -> kube::Client {
-        self.client.clone()
+    /// Builds the client again from its kubeconfig (or service account) and puts it in use;
+    /// calls in flight finish on the previous one. On error the previous one stays.
+    pub fn rebuild(&self) -> Result<(), ClientError> {
+        self.identity.rebuild()?;
+        tracing::info!("API client identity rebuilt");
+        Ok(())
+    }
+
+    /// Stops presenting the current identity: calls fail with `why` until the next rebuild.
+    pub fn set_pending(&self, why: String) {
+        self.identity.set_pending(why);
+    }
+
+    /// The kubeconfig and the files it names (or the service account's files).
+    pub fn identity_files(&self) -> Vec<PathBuf> {
+        self.identity.files()
+    }
+
+    /// The client in use now, for typed calls (the CSR flow).
+    pub fn kube_client(&self) -> Result<kube::Client, CallError> {
+        self.identity.client()
     }
 
     /// POSTs `object` to `path` and decodes the answer, retrying connection errors, 5xx and
@@ -249,7 +272,11 @@ impl ApiClient {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(CallError::Transport(e.to_string())),
         };
-        let response = match self.client.send(request).await {
+        let client = match self.identity.client() {
+            Ok(c) => c,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let response = match client.send(request).await {
             Ok(r) => r,
             Err(e) => return Attempt::Retry(CallError::Transport(e.to_string()), None),
         };

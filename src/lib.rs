@@ -15,8 +15,10 @@
 //!    [`logs`] (`/logs/`, `/containerLogs/`).
 //!
 //! With the webhook backends, [`k8s`] is the API server client (TokenReview,
-//! SubjectAccessReview) and [`clock`] the monotonic clock the caches read. [`crypto`] names the
-//! one crypto provider; [`reload`] re-reads certificate files when they change.
+//! SubjectAccessReview), whose identity is rebuilt when its files change or when [`certs`]
+//! joins the cluster with a bootstrap token and renews the gateway's client certificate;
+//! [`clock`] is the monotonic clock the caches read. [`crypto`] names the one crypto provider;
+//! [`reload`] re-reads certificate files when they change.
 //!
 //! Last, [`ops`] counts the request for `/metrics` (served on a separate local listener with
 //! `/healthz` and `/readyz`) and writes its audit record when the response ends, from values the

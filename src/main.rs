@@ -101,8 +101,18 @@ struct PolicyTestArgs {
 struct DiagnoseArgs {
     /// The node's address as kube-apiserver dials it (port 10250 by default); with --node,
     /// read from the Node.
-    #[arg(value_name = "HOST[:PORT]", required_unless_present = "node")]
+    #[arg(value_name = "HOST[:PORT]", required_unless_present_any = ["node", "bootstrap_kubeconfig"])]
     target: Option<String>,
+    /// Instead of the node's port: would a node joining with this bootstrap kubeconfig (the
+    /// gateway's bootstrapKubeconfig or a kubelet's --bootstrap-kubeconfig) get its client
+    /// certificate? With --kubeconfig (an identity that may list clusterrolebindings) and
+    /// --node for the node's CSRs.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["target", "kubelet_certificate_authority", "kubelet_client_certificate"]
+    )]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// kube-apiserver's CA bundle for kubelet serving certificates. Without it kube-apiserver
     /// verifies nothing.
     #[arg(long, value_name = "FILE")]
@@ -123,11 +133,13 @@ struct DiagnoseArgs {
     /// kube-apiserver's timeout for calls to kubelets.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     kubelet_timeout: String,
-    /// A kubeconfig to read the Node and its serving CSRs with.
-    #[arg(long, value_name = "FILE", requires = "node")]
+    /// A kubeconfig to read the Node and its serving CSRs with (needs --node), or with
+    /// --bootstrap-kubeconfig the cluster's bindings and CSRs.
+    #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// The Node to diagnose: its addresses, kubelet port and serving CSRs.
-    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    /// The Node to diagnose: its addresses, kubelet port and serving CSRs (needs --kubeconfig),
+    /// or with --bootstrap-kubeconfig the node whose client CSRs to show.
+    #[arg(long, value_name = "NAME")]
     node: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
@@ -265,6 +277,29 @@ async fn diagnose_command(args: DiagnoseArgs) -> Result<ExitCode, ToolError> {
                 args.kubelet_timeout
             ))
         })?;
+    if let Some(bootstrap) = args.bootstrap_kubeconfig {
+        let options = diagnose::join::JoinOptions {
+            bootstrap_kubeconfig: bootstrap,
+            kubeconfig: args.kubeconfig,
+            node: args.node,
+            timeout,
+        };
+        let report = diagnose::join::run(&options, diagnose::unix_now()).await?;
+        match tools::Output::from(args.output) {
+            tools::Output::Json => print!("{}", tools::to_json(&report)),
+            tools::Output::Text => print!("{}", diagnose::join::render(&report)),
+        }
+        return Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    match (&args.node, &args.kubeconfig) {
+        (Some(_), None) => return Err(ToolError::Usage("--node needs --kubeconfig".into())),
+        (None, Some(_)) => return Err(ToolError::Usage("--kubeconfig needs --node".into())),
+        _ => {}
+    }
     let options = diagnose::Options {
         target: args.target,
         ca_file: args.kubelet_certificate_authority,

@@ -13,6 +13,7 @@ mod integration {
     pub mod deployment;
     pub mod diagnose_go;
     pub mod forwarding;
+    pub mod identity;
     pub mod logs;
     pub mod ops;
     pub mod paths;

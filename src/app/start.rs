@@ -18,8 +18,11 @@ use crate::authn::x509::ClientCa;
 use crate::authz::rbac::RbacPolicy;
 use crate::authz::webhook::SarAuthorizer;
 use crate::authz::{AlwaysAllow, AnyAuthorizer, RbacAuthorizer};
-use crate::certs::bootstrap::{self, Current, Template};
-use crate::certs::{self, self_signed};
+use crate::certs::client::{self, ClientFlow};
+use crate::certs::csr::Template;
+use crate::certs::manager::Manager;
+use crate::certs::store::Issued;
+use crate::certs::{self, self_signed, serving};
 use crate::clock::Clock;
 use crate::config::{AuthorizationMode, Config, NodeAddress, ServingCertSource};
 use crate::k8s::{ApiClient, CallPolicy};
@@ -43,6 +46,8 @@ pub(super) struct Inputs {
     pub(super) client_ca: Option<ClientCa>,
     pub(super) token_file: Option<TokenFile>,
     pub(super) api: Option<Arc<ApiClient>>,
+    /// The join and renewal of the gateway's own client certificate (`bootstrapKubeconfig`).
+    pub(super) join: Option<Join>,
     pub(super) authorizer: AnyAuthorizer,
     pub(super) read_only: Option<ReadOnlyPort>,
     pub(super) secure: Option<SecurePort>,
@@ -54,10 +59,11 @@ pub(super) enum ServingInput {
     Files(Arc<rustls::sign::CertifiedKey>),
     /// Generated (or reused) in `certDir`: the one step that writes.
     SelfSigned,
-    /// The stored bootstrapped certificate, or else the configured files, or nothing yet.
+    /// The stored bootstrapped certificate (served while valid), and the configured files
+    /// (served while there is no valid stored one).
     Bootstrap {
-        current: Option<Current>,
-        key: Option<Arc<rustls::sign::CertifiedKey>>,
+        current: Option<Issued>,
+        fallback: Option<Arc<rustls::sign::CertifiedKey>>,
     },
 }
 
@@ -70,13 +76,12 @@ impl Inputs {
             ServingCertSource::SelfSigned => ServingInput::SelfSigned,
             // The kubelet store's order: the stored current certificate, then the configured files.
             ServingCertSource::Bootstrap { fallback } => {
-                let current = bootstrap::load_current(&config.cert_dir, bootstrap_template(config).as_ref());
-                let key = match (&current, fallback) {
-                    (Some(c), _) => Some(c.key.clone()),
-                    (None, Some((cert, key))) => Some(certs::load_pair(cert, key)?),
-                    (None, None) => None,
+                let current = serving::load_current(&config.cert_dir);
+                let fallback = match fallback {
+                    Some((cert, key)) => Some(certs::load_pair(cert, key)?),
+                    None => None,
                 };
-                ServingInput::Bootstrap { current, key }
+                ServingInput::Bootstrap { current, fallback }
             }
         };
         let client_ca = config
@@ -97,7 +102,7 @@ impl Inputs {
         if let Some(sink) = &config.audit {
             Output::check(sink)?;
         }
-        let api = api_client(config, options).await?;
+        let (api, join) = api_client(config, options).await?;
         let (authorizer, authorizer_warnings) = authorization(config, api.as_ref(), &options.clock)?;
         warnings.extend(authorizer_warnings);
         let read_only = config
@@ -132,6 +137,7 @@ impl Inputs {
             client_ca,
             token_file,
             api,
+            join,
             authorizer,
             read_only,
             secure,
@@ -140,18 +146,56 @@ impl Inputs {
     }
 }
 
-/// The API server client, when a webhook or the CSR flow needs one. Building it reads the
-/// kubeconfig and its files; nothing is sent until a request needs it.
-async fn api_client(config: &Config, options: &BuildOptions) -> Result<Option<Arc<ApiClient>>, StartError> {
+/// The client certificate manager of a join, with the certificate it starts from.
+pub(super) type Join = (Manager<ClientFlow>, Option<Issued>);
+
+/// The API server client, when a webhook, a CSR flow or a join needs one. Building it reads
+/// the kubeconfig and its files (with `bootstrapKubeconfig`, decides whether to join, and
+/// checks the bootstrap token's form); nothing is sent until a request needs it.
+async fn api_client(
+    config: &Config,
+    options: &BuildOptions,
+) -> Result<(Option<Arc<ApiClient>>, Option<Join>), StartError> {
     let needs_api = config.authentication.webhook.enabled
         || config.authorization.mode == AuthorizationMode::Webhook
-        || matches!(config.serving_cert, ServingCertSource::Bootstrap { .. });
+        || matches!(config.serving_cert, ServingCertSource::Bootstrap { .. })
+        || config.bootstrap_kubeconfig.is_some();
     if !needs_api {
-        return Ok(None);
+        return Ok((None, None));
     }
-    Ok(Some(Arc::new(
-        ApiClient::connect(config.kubeconfig.as_deref(), call_policy(config, options)).await?,
-    )))
+    let policy = call_policy(config, options);
+    let (Some(bootstrap), Some(kubeconfig)) = (&config.bootstrap_kubeconfig, &config.kubeconfig) else {
+        return Ok((
+            Some(Arc::new(
+                ApiClient::connect(config.kubeconfig.as_deref(), policy).await?,
+            )),
+            None,
+        ));
+    };
+    let current = client::resolve(kubeconfig, bootstrap)?;
+    let api = Arc::new(match &current {
+        Some(_) => ApiClient::connect(Some(kubeconfig), policy).await?,
+        None => ApiClient::without_identity(
+            kubeconfig,
+            policy,
+            format!(
+                "no client certificate yet: joining with bootstrapKubeconfig {}",
+                bootstrap.display()
+            ),
+        ),
+    });
+    let manager = Manager {
+        flow: ClientFlow {
+            api: api.clone(),
+            node_name: config.node_name.clone(),
+            kubeconfig: kubeconfig.clone(),
+            bootstrap: bootstrap.clone(),
+            store: client::store(&config.cert_dir),
+        },
+        store: client::store(&config.cert_dir),
+        timing: options.csr_timing(),
+    };
+    Ok((Some(api), Some((manager, current))))
 }
 
 /// Settings an operator should hear about at start, one line each.
@@ -187,14 +231,15 @@ fn posture_warnings(config: &Config) -> Vec<String> {
 }
 
 pub(super) fn bootstrap_template(config: &Config) -> Option<Template> {
-    (!config.node_addresses.is_empty()).then(|| Template::from_configured(&config.node_name, &config.node_addresses))
+    (!config.node_addresses.is_empty())
+        .then(|| serving::template_from_configured(&config.node_name, &config.node_addresses))
 }
 
 /// The serving certificate as built: where it lives, and what keeps it valid.
 pub(super) struct Serving {
     pub(super) cert: Arc<ServingCert>,
     /// For the CSR flow: the stored certificate, if any.
-    pub(super) bootstrapped: Option<Option<Current>>,
+    pub(super) bootstrapped: Option<Option<Issued>>,
     /// For a self-signed pair: its renewal.
     pub(super) renewal: Option<self_signed::Renewal>,
 }
@@ -217,9 +262,15 @@ pub(super) fn serving_certificate(
             let key = certs::load_pair(&pair.cert, &pair.key)?;
             (Some(key), None, Some((subject, pair.validity)))
         }
-        ServingInput::Bootstrap { current, key } => (key, Some(current), None),
+        // A valid stored certificate is served until its notAfter; else the files, if any.
+        ServingInput::Bootstrap { current, fallback } => (fallback, Some(current), None),
     };
     let cert = Arc::new(ServingCert::new(key));
+    if let Some(Some(c)) = &bootstrapped
+        && c.valid_now()
+    {
+        cert.set_until(c.key.clone(), c.not_after);
+    }
     let renewal = self_signed.map(|(subject, current)| self_signed::Renewal {
         cert_dir: config.cert_dir.clone(),
         subject,

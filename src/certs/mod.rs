@@ -1,8 +1,19 @@
-//! Where the serving certificate comes from: files named in the configuration, or a
-//! self-signed pair kept in `certDir` (the CSR bootstrap joins them).
+//! Certificates the gateway holds: the serving certificate (files named in the configuration,
+//! a self-signed pair kept in `certDir`, or `serverTLSBootstrap`), and the gateway's client
+//! identity towards the API server when it joins with a bootstrap token.
+//!
+//! The two CSR flows share one mechanism, as the kubelet's do: [`csr`] (what a CSR asks for,
+//! creating it, waiting on it), [`store`] (the `<prefix>-<time>.pem` files and the
+//! `<prefix>-current.pem` link), [`rotation`] (when to renew, how to back off) and [`manager`]
+//! (the loop); [`serving`] and [`client`] are what differs.
 
-pub mod bootstrap;
+pub mod client;
+pub mod csr;
+pub mod manager;
+pub mod rotation;
 pub mod self_signed;
+pub mod serving;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

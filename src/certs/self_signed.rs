@@ -5,7 +5,7 @@
 //!
 //! Unlike the kubelet's, which is made once and never looked at again, it is renewed while the
 //! process runs ([`Renewal`]): at a random point between 70% and 90% of its lifetime, the rule
-//! of the CSR bootstrap ([`super::bootstrap::rotation_deadline`]), a new pair is written beside
+//! of the CSR bootstrap ([`super::rotation::deadline_at`]), a new pair is written beside
 //! the old one and renamed over it, then swapped into the listener; open connections keep the
 //! old one. At start, a pair already past that point is replaced rather than reused. Each
 //! renewal makes a new CA too (its key is never kept, as the kubelet keeps none): a client that
@@ -27,7 +27,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 use super::CertError;
-use super::bootstrap::rotation_deadline;
+use super::rotation::deadline_at as rotation_deadline;
 use crate::tls::ServingCert;
 
 /// How long a generated pair is valid, backdating included: the kubelet's `maxAge` (one year).

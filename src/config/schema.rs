@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub tls_cipher_suites: Option<Vec<String>>,
     pub node_addresses: Option<Vec<String>>,
     pub kubeconfig: Option<String>,
+    pub bootstrap_kubeconfig: Option<String>,
     pub api_server: Option<RawApiServer>,
     pub authentication: Option<RawAuthentication>,
     pub authorization: Option<RawAuthorization>,

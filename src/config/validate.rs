@@ -192,6 +192,19 @@ impl Validator<'_> {
         }
 
         let kubeconfig = self.opt_path(raw.kubeconfig);
+        let bootstrap_kubeconfig = self.opt_path(raw.bootstrap_kubeconfig);
+        if bootstrap_kubeconfig.is_some() && kubeconfig.is_none() {
+            return Err(self.error(
+                "bootstrapKubeconfig",
+                "needs kubeconfig: the file the identity issued through the bootstrap token is written to",
+            ));
+        }
+        if bootstrap_kubeconfig.is_some() && bootstrap_kubeconfig == kubeconfig {
+            return Err(self.error(
+                "bootstrapKubeconfig",
+                "must differ from kubeconfig, which is written once a certificate is issued",
+            ));
+        }
 
         let api = raw.api_server.unwrap_or_default();
         let request_timeout = self.duration("apiServer.requestTimeout", api.request_timeout, Duration::from_secs(5))?;
@@ -276,6 +289,7 @@ impl Validator<'_> {
             tls_cipher_suites,
             node_addresses,
             kubeconfig,
+            bootstrap_kubeconfig,
             api_server,
             authentication,
             authorization,

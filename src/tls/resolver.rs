@@ -17,39 +17,72 @@ pub trait KeySlot: Send + Sync {
 
 #[derive(Debug, Default)]
 pub struct ServingCert {
-    current: ArcSwapOption<CertifiedKey>,
+    current: ArcSwapOption<Served>,
     /// Why there is no certificate yet (e.g. which CSR is pending), for the handshake log.
     pending: ArcSwapOption<String>,
+}
+
+/// A key, and the Unix second from which it is no longer served (`None`: never). Only a
+/// bootstrapped certificate has one: the kubelet's certificate manager stops serving it when it
+/// expires (client-go certificate_manager.go `Current`), while files are served as they are.
+#[derive(Debug)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    not_after: Option<i64>,
 }
 
 impl ServingCert {
     pub fn new(initial: Option<Arc<CertifiedKey>>) -> Self {
         ServingCert {
-            current: ArcSwapOption::new(initial),
+            current: ArcSwapOption::new(initial.map(|key| Arc::new(Served { key, not_after: None }))),
             pending: ArcSwapOption::empty(),
         }
     }
 
     pub fn set(&self, key: Arc<CertifiedKey>) {
-        self.current.store(Some(key));
+        self.current.store(Some(Arc::new(Served { key, not_after: None })));
+    }
+
+    /// A certificate served until `not_after` (Unix seconds), then no longer.
+    pub fn set_until(&self, key: Arc<CertifiedKey>, not_after: i64) {
+        self.current.store(Some(Arc::new(Served {
+            key,
+            not_after: Some(not_after),
+        })));
     }
 
     pub fn set_pending(&self, why: Option<String>) {
         self.pending.store(why.map(Arc::new));
     }
 
+    /// Why nothing is served: the reason last given, or else that the certificate expired.
     pub fn pending(&self) -> Option<Arc<String>> {
-        self.pending.load_full()
+        if let Some(why) = self.pending.load_full() {
+            return Some(why);
+        }
+        let served = self.current.load_full()?;
+        let end = served.not_after?;
+        crate::certs::rotation::is_past(end).then(|| {
+            Arc::new(format!(
+                "the serving certificate expired at {}",
+                crate::certs::manager::rfc3339(end)
+            ))
+        })
     }
 
+    /// The certificate to serve now, if any.
     pub fn current(&self) -> Option<Arc<CertifiedKey>> {
-        self.current.load_full()
+        let served = self.current.load_full()?;
+        match served.not_after {
+            Some(end) if crate::certs::rotation::is_past(end) => None,
+            _ => Some(served.key.clone()),
+        }
     }
 }
 
 impl ResolvesServerCert for ServingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.load_full()
+        self.current()
     }
 }
 

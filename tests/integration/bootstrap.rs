@@ -2,7 +2,11 @@
 //! pkg/kubelet/certificate/kubelet.go, client-go util/certificate): the
 //! CSR's subject, SANs, usages, signer and key; the pending-state `internal_error`; the files
 //! and the link; reuse across a restart; rotation of a short-lived certificate while clients
-//! keep connecting; a denied CSR's reason in the log.
+//! keep connecting; a denied CSR's reason in the log. `renewal.rs`: waiting on one CSR through
+//! API server failures, the store's pruning, an expired certificate, the backoffs, and a
+//! rotation deadline that a restart does not move.
+
+mod renewal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -249,16 +253,21 @@ async fn a_denied_csr_is_logged_with_its_reason_and_retried() {
     });
     let dir = tempfile::tempdir().expect("dir");
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port()
+    };
+    let port = free_port();
+    // Its own ops port: the default one may be taken by another gateway a test runs.
     std::fs::write(
         dir.path().join("config.yaml"),
         format!(
-            "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: {port}\ncertDir: pki\nserverTLSBootstrap: true\nnodeAddresses: [127.0.0.1]\nkubeconfig: {}\nauthentication:\n  webhook: {{enabled: false}}\nauthorization:\n  mode: RBAC\n",
-            kubeconfig.display()
+            "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: {NODE}\naddress: 127.0.0.1\nport: {port}\ncertDir: pki\nserverTLSBootstrap: true\nnodeAddresses: [127.0.0.1]\nkubeconfig: {}\nauthentication:\n  webhook: {{enabled: false}}\nauthorization:\n  mode: RBAC\nops:\n  address: 127.0.0.1:{}\n",
+            kubeconfig.display(),
+            free_port()
         ),
     )
     .expect("config");

@@ -3,6 +3,7 @@
 //! gateway over TLS, and `explain` and `policy-test` agree with what the running gateway does for
 //! the same requests. This file holds what both halves use.
 
+mod join_doctor;
 mod policy;
 mod x509_doctor;
 

@@ -231,3 +231,17 @@ fn other_cross_field_checks() {
     assert!(!is_dns_subdomain("a..b"));
     assert!(!is_dns_subdomain(&"a".repeat(64)));
 }
+
+#[test]
+fn bootstrap_kubeconfig_needs_a_kubeconfig_to_write() {
+    let c = parse("kubeconfig: /var/lib/kubelet-gate/kubeconfig\nbootstrapKubeconfig: bootstrap.conf\n");
+    assert_eq!(
+        c.bootstrap_kubeconfig,
+        Some(PathBuf::from("/etc/kubelet-gate/bootstrap.conf"))
+    );
+    assert_eq!(parse("").bootstrap_kubeconfig, None);
+    let e = fail("bootstrapKubeconfig: /etc/kubernetes/bootstrap-kubelet.conf\n");
+    assert_error(&e, "bootstrapKubeconfig", Some(3), "needs kubeconfig");
+    let e = fail("kubeconfig: a.conf\nbootstrapKubeconfig: ./a.conf\n");
+    assert_error(&e, "bootstrapKubeconfig", Some(4), "must differ from kubeconfig");
+}

@@ -133,6 +133,9 @@ struct CsrSpec {
     signer_name: String,
     #[serde(default)]
     username: String,
+    /// The PEM request, base64.
+    #[serde(default)]
+    request: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -194,6 +197,10 @@ pub struct Csr {
     /// Unix seconds, when known.
     pub created: Option<i64>,
     pub state: CsrState,
+    /// Who asked (`spec.username`).
+    pub requester: String,
+    /// The subject's common name the request asks for, when it parses.
+    pub common_name: Option<String>,
 }
 
 impl Csr {
@@ -215,56 +222,85 @@ impl Csr {
 
 /// The serving CSRs of `system:node:<node>`, oldest first.
 pub async fn serving_csrs(api: &ApiClient, node: &str) -> Result<Vec<Csr>, CallError> {
+    let user = format!("system:node:{node}");
+    Ok(csrs_of_signer(api, SERVING_SIGNER)
+        .await?
+        .into_iter()
+        .filter(|c| c.requester == user)
+        .collect())
+}
+
+/// The CSRs of one signer, oldest first.
+pub async fn csrs_of_signer(api: &ApiClient, signer: &str) -> Result<Vec<Csr>, CallError> {
     let list: CsrList = api
         .get(&format!(
             "{CSR_PATH}?fieldSelector=spec.signerName%3D{}",
-            SERVING_SIGNER.replace('/', "%2F")
+            signer.replace('/', "%2F")
         ))
         .await?;
-    let user = format!("system:node:{node}");
     let mut csrs: Vec<Csr> = list
         .items
         .into_iter()
-        .filter(|c| c.spec.signer_name == SERVING_SIGNER && c.spec.username == user)
-        .map(|c| {
-            let condition = |kind: &str| {
-                c.status
-                    .conditions
-                    .iter()
-                    .find(|x| x.kind == kind && x.status != "False")
-                    .map(|x| {
-                        (
-                            x.reason.clone().unwrap_or_default(),
-                            x.message.clone().unwrap_or_default(),
-                        )
-                    })
-            };
-            let state = if let Some((reason, message)) = condition("Denied") {
-                CsrState::Denied { reason, message }
-            } else if let Some((reason, message)) = condition("Failed") {
-                CsrState::Failed { reason, message }
-            } else if condition("Approved").is_some() {
-                match &c.status.certificate {
-                    Some(cert) if !cert.is_empty() => CsrState::Issued,
-                    _ => CsrState::Approved,
-                }
-            } else {
-                CsrState::Pending
-            };
-            let created = c.metadata.creation_timestamp.as_deref().and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .ok()
-                    .map(|t| t.unix_timestamp())
-            });
-            Csr {
-                name: c.metadata.name,
-                created,
-                state,
-            }
-        })
+        .filter(|c| c.spec.signer_name == signer)
+        .map(csr_of)
         .collect();
     csrs.sort_by_key(|c| c.created.unwrap_or(0));
     Ok(csrs)
+}
+
+fn csr_of(c: CsrObject) -> Csr {
+    let condition = |kind: &str| {
+        c.status
+            .conditions
+            .iter()
+            .find(|x| x.kind == kind && x.status != "False")
+            .map(|x| {
+                (
+                    x.reason.clone().unwrap_or_default(),
+                    x.message.clone().unwrap_or_default(),
+                )
+            })
+    };
+    let state = if let Some((reason, message)) = condition("Denied") {
+        CsrState::Denied { reason, message }
+    } else if let Some((reason, message)) = condition("Failed") {
+        CsrState::Failed { reason, message }
+    } else if condition("Approved").is_some() {
+        match &c.status.certificate {
+            Some(cert) if !cert.is_empty() => CsrState::Issued,
+            _ => CsrState::Approved,
+        }
+    } else {
+        CsrState::Pending
+    };
+    let created = c.metadata.creation_timestamp.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    });
+    Csr {
+        common_name: requested_common_name(&c.spec.request),
+        name: c.metadata.name,
+        created,
+        state,
+        requester: c.spec.username,
+    }
+}
+
+/// The CN a base64 PEM CSR asks for.
+fn requested_common_name(request_b64: &str) -> Option<String> {
+    use base64::Engine as _;
+    use rustls_pki_types::pem::PemObject as _;
+    use x509_parser::prelude::FromDer as _;
+    let pem = base64::engine::general_purpose::STANDARD.decode(request_b64).ok()?;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(&pem).ok()?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref()).ok()?;
+    csr.certification_request_info
+        .subject
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok())
+        .next()
+        .map(str::to_owned)
 }
 
 fn human_age(secs: i64) -> String {

@@ -16,6 +16,7 @@ pub mod cert;
 pub mod cluster;
 pub mod connect;
 mod findings;
+pub mod join;
 pub mod x509;
 
 use std::fmt::Write as _;
@@ -367,25 +368,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "diagnose https://{} as kube-apiserver dials it ({how})", r.target);
     }
     let _ = writeln!(out);
-    for c in &r.checks {
-        let tag = match c.verdict {
-            Verdict::Pass => "PASS",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-            Verdict::Info => "info",
-        };
-        let _ = writeln!(out, "{tag} {:<18} {}", c.id, c.summary);
-        if let Some(e) = &c.error {
-            let _ = writeln!(out, "     {:<18} {e}", "error:");
-        }
-        for (i, e) in c.evidence.iter().enumerate() {
-            let label = if i == 0 { "evidence:" } else { "" };
-            let _ = writeln!(out, "     {label:<18} {e}");
-        }
-        if let Some(fix) = &c.fix {
-            let _ = writeln!(out, "     {:<18} {fix}", "fix:");
-        }
-    }
+    render_checks(&mut out, &r.checks);
     let count = |v| r.checks.iter().filter(|c| c.verdict == v).count();
     let _ = writeln!(out);
     if r.ok {
@@ -406,6 +389,29 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// One block per check: verdict, id and summary, then the error, evidence and fix.
+fn render_checks(out: &mut String, checks: &[Check]) {
+    for c in checks {
+        let tag = match c.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+            Verdict::Info => "info",
+        };
+        let _ = writeln!(out, "{tag} {:<18} {}", c.id, c.summary);
+        if let Some(e) = &c.error {
+            let _ = writeln!(out, "     {:<18} {e}", "error:");
+        }
+        for (i, e) in c.evidence.iter().enumerate() {
+            let label = if i == 0 { "evidence:" } else { "" };
+            let _ = writeln!(out, "     {label:<18} {e}");
+        }
+        if let Some(fix) = &c.fix {
+            let _ = writeln!(out, "     {:<18} {fix}", "fix:");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::csr::{parse_csr, validate_kubelet_serving};
+use super::cluster::CLIENT_KUBELET_SIGNER;
+use super::csr::{parse_csr, validate_kubelet_client, validate_kubelet_serving};
 use super::meta::rfc3339;
 use super::record::conditions_of;
 use super::store::{Inner, Res, b64, decoded, status_object, str_at, str_list};
@@ -102,16 +103,26 @@ impl Inner {
         {
             return self.add_condition(name, "Failed", FAILED_REASON, &message);
         }
+        if signer == CLIENT_KUBELET_SIGNER
+            && let Err(message) = validate_kubelet_client(&csr, &usages)
+        {
+            return self.add_condition(name, "Failed", FAILED_REASON, &message);
+        }
+        let ca = if signer == CLIENT_KUBELET_SIGNER {
+            &self.client_signer
+        } else {
+            &self.signer
+        };
         // kube-controller-manager: the shorter of its signing duration and expirationSeconds.
         let lifetime = match expiration {
             Some(s) if s > 0 => lifetime.min(Duration::from_secs(s.unsigned_abs())),
             _ => lifetime,
         };
-        let leaf = self.signer.sign(&csr, &usages, lifetime)?;
+        let leaf = ca.sign(&csr, &usages, lifetime)?;
         let leaf_only = lock(&self.state).leaf_only;
         let mut chain = vec![leaf];
         if !leaf_only {
-            chain.push(self.signer.cert_der());
+            chain.push(ca.cert_der());
         }
         let pem = chain_pem(&chain);
         self.modify_csr(name, |object| {
@@ -133,8 +144,12 @@ impl Inner {
         }
     }
 
-    /// Applies the mode to a CSR just created.
+    /// Applies the mode to a CSR just created (kube-controller-manager takes the client-kubelet
+    /// CSRs first, when it runs).
     pub(super) fn apply_mode(self: &Arc<Self>, name: &str, mode: Mode) {
+        if self.controller_handles(name).is_some() {
+            return;
+        }
         match mode {
             Mode::Pending => {}
             Mode::AutoApprove => {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use super::authn::Caller;
 use super::csr::{FieldError, validate_spec};
 use super::meta::{generate_name, rfc3339, uuid};
 use super::serve::{Resp, json_response, status_response};
@@ -27,7 +28,13 @@ fn cannot_handle(detail: &str) -> Resp {
     )
 }
 
-pub(super) fn create_csr(inner: &Arc<Inner>, raw: Option<Bytes>, content_type: Option<&str>, dry_run: bool) -> Resp {
+pub(super) fn create_csr(
+    inner: &Arc<Inner>,
+    caller: &Caller,
+    raw: Option<Bytes>,
+    content_type: Option<&str>,
+    dry_run: bool,
+) -> Resp {
     let Some(raw) = raw else {
         return status_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,12 +173,9 @@ pub(super) fn create_csr(inner: &Arc<Inner>, raw: Option<Bytes>, content_type: O
         }
         meta.insert("uid".into(), json!(uuid()));
         meta.insert("creationTimestamp".into(), json!(rfc3339(SystemTime::now())));
-        let identity = inner.identity.clone();
-        let mut groups = Vec::new();
-        if identity.starts_with("system:node:") {
-            groups.push("system:nodes");
-        }
-        groups.push("system:authenticated");
+        // Username, UID and groups are the requester's, as the API server fills them in.
+        let identity = caller.user.clone();
+        let groups = caller.groups.clone();
         let mut spec_out = Map::new();
         spec_out.insert("request".into(), json!(b64(&request)));
         spec_out.insert("signerName".into(), json!(signer));

@@ -200,6 +200,44 @@ pub(super) fn validate_kubelet_serving(csr: &ParsedCsr, usages: &[String]) -> Re
     Ok(())
 }
 
+/// kube-controller-manager's check of a `kubernetes.io/kube-apiserver-client-kubelet` CSR
+/// (pkg/apis/certificates/helpers.go `ValidateKubeletClientCSR`).
+pub(super) fn validate_kubelet_client(csr: &ParsedCsr, usages: &[String]) -> Result<(), String> {
+    if csr.orgs != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".to_string());
+    }
+    if !csr.dns.is_empty() {
+        return Err("DNS subjectAltNames are not allowed".to_string());
+    }
+    if !csr.emails.is_empty() {
+        return Err("Email subjectAltNames are not allowed".to_string());
+    }
+    if !csr.ips.is_empty() {
+        return Err("IP subjectAltNames are not allowed".to_string());
+    }
+    if !csr.uris.is_empty() {
+        return Err("URI subjectAltNames are not allowed".to_string());
+    }
+    if !csr.common_name.starts_with("system:node:") {
+        return Err("subject common name does not begin with system:node:".to_string());
+    }
+    let mut set: Vec<&str> = usages.iter().map(String::as_str).collect();
+    set.sort_unstable();
+    set.dedup();
+    let with_rsa = ["client auth", "digital signature", "key encipherment"];
+    let without_rsa = ["client auth", "digital signature"];
+    if set != with_rsa && set != without_rsa {
+        return Err("usages did not match [client auth digital signature key encipherment]".to_string());
+    }
+    Ok(())
+}
+
+impl ParsedCsr {
+    pub(super) fn common_name(&self) -> &str {
+        &self.common_name
+    }
+}
+
 /// One `field.Error`.
 pub(super) struct FieldError {
     pub(super) field: String,

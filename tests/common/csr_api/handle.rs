@@ -28,7 +28,7 @@ use crate::common::serving::Restartable;
 /// The stand-in. Clones share it; it serves until `stop()` or until every clone is dropped.
 #[derive(Clone)]
 pub struct CsrApi {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     /// Held only by `CsrApi` handles: dropping the last one stops serving.
     control: Arc<Restartable>,
     ca: Ca,
@@ -53,10 +53,24 @@ impl CsrApi {
         let ca = Ca::new("csr-api-stand-in-ca");
         let serving = ca.server(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client_signer = Arc::new(SignerCa::new("csr-api-stand-in-kube-apiserver-client-kubelet-signer"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(client_signer.cert_der())
+            .expect("the client signer is a valid trust anchor");
+        let client_verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .expect("client certificate verifier");
+        // As kube-apiserver: a client certificate is asked for and let through the handshake;
+        // the x509 authenticator judges it on every request (`authn.rs`).
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("TLS versions supported by aws-lc-rs")
-            .with_no_client_auth()
+            .with_client_cert_verifier(Arc::new(kubelet_gate::tls::client_auth::RequestClientCert::new(
+                Vec::new(),
+            )))
             .with_single_cert(serving.chain.clone(), serving.key.clone_key())
             .expect("serving certificate and key");
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -71,11 +85,16 @@ impl CsrApi {
                 events: Vec::new(),
                 mode: Mode::Pending,
                 leaf_only: false,
+                failing_watches: 0,
+                cluster: Default::default(),
             }),
             requests: Mutex::new(Vec::new()),
             tls: Arc::new(tls),
             identity: node_identity.to_string(),
             signer: signer.clone(),
+            client_signer,
+            client_verifier,
+            calls: Mutex::new(Vec::new()),
             changed: watch::Sender::new(100),
             bookmarks: watch::Sender::new(0),
             end_watches: watch::Sender::new(0),
@@ -298,6 +317,12 @@ impl CsrApi {
     /// Sends a BOOKMARK (current resourceVersion) on every open watch that allowed bookmarks.
     pub fn send_bookmarks(&self) {
         self.inner.bookmarks.send_modify(|n| *n += 1);
+    }
+
+    /// The next `count` watch requests are refused with 429 Too Many Requests and
+    /// `Retry-After: 1`, as an overloaded kube-apiserver (API priority and fairness) refuses them.
+    pub fn fail_watches(&self, count: u32) {
+        lock(&self.inner.state).failing_watches = count;
     }
 
     /// Ends every open watch stream cleanly (as kube-apiserver does at its timeout).

@@ -1,21 +1,31 @@
 #![allow(dead_code)]
-//! A stand-in for kube-apiserver as `serverTLSBootstrap` uses it (client-go util/certificate/csr and the
-//! certificates.k8s.io/v1 API):
+//! A stand-in for kube-apiserver as a node meets it when it gets its certificates (client-go
+//! util/certificate/csr and the certificates.k8s.io/v1 API) and joins the cluster:
 //! HTTPS (h2 and HTTP/1.1) on 127.0.0.1:0 serving the `certificates.k8s.io/v1`
-//! CertificateSigningRequest API (create, get, list, watch, delete) and the Node API (get, list,
-//! watch), plus a scriptable approver and `kubernetes.io/kubelet-serving` signer playing
-//! kube-controller-manager's and `kubectl certificate approve|deny`'s parts.
+//! CertificateSigningRequest API (create, get, list, watch, delete), the Node API (get, list,
+//! watch), TokenReview, SelfSubjectReview, SelfSubjectAccessReview and the ClusterRoleBinding
+//! list, plus a scriptable approver and `kubernetes.io/kubelet-serving` signer playing
+//! `kubectl certificate approve|deny`'s part, and kube-controller-manager's CSR approver and
+//! `kubernetes.io/kube-apiserver-client-kubelet` signer (`cluster.rs`).
 //!
 //! Request handling, in order (kube-apiserver's filter chain, simplified):
 //! 1. the request (method, path and query) is recorded;
-//! 2. authentication: the bearer token [`GATEWAY_TOKEN`] is the identity given to
-//!    [`CsrApi::start`] (e.g. `system:node:node-a`), anything else gets 401;
-//! 3. routing: [`CSR_PATH`] and `CSR_PATH/{name}` (also `/status` and `/approval`, GET only),
-//!    [`NODES_PATH`] and `NODES_PATH/{name}`; 404 elsewhere, 405 for other methods;
-//! 4. the verb. Errors are `metav1.Status` JSON with kube-apiserver's reasons and messages:
+//! 2. authentication (`authn.rs`): a client certificate from [`CsrApi::client_signer`],
+//!    verified at the time of each request (so one that expires on an open connection is
+//!    refused from then on), else the bearer token: [`GATEWAY_TOKEN`] is the identity given to
+//!    [`CsrApi::start`] (e.g. `system:node:node-a`, allowed everything), a bootstrap token is
+//!    `system:bootstrap:<id>` in `system:bootstrappers`; anything else gets 401. Every request
+//!    is also recorded with who it was ([`CsrApi::calls`]);
+//! 3. authorization (`cluster.rs`): everything for the gateway's token; for others the bootstrap
+//!    policy's roles through [`CsrApi::bind`], the Node authorizer's grants to `system:nodes`,
+//!    and self reviews for everyone; else 403 with kube-apiserver's message;
+//! 4. routing: [`CSR_PATH`] and `CSR_PATH/{name}` (also `/status` and `/approval`, GET only),
+//!    [`NODES_PATH`] and `NODES_PATH/{name}`, the reviews (`reviews.rs`); 404 elsewhere, 405 for
+//!    other methods;
+//! 5. the verb. Errors are `metav1.Status` JSON with kube-apiserver's reasons and messages:
 //!    400 BadRequest (bad JSON, wrong kind, unsupported field selector), 404 NotFound,
 //!    409 AlreadyExists, 413, 415, 422 Invalid (the v1 validation: request PEM and signature,
-//!    usages, signerName, expirationSeconds).
+//!    usages, signerName, expirationSeconds), 429 for watches refused by [`CsrApi::fail_watches`].
 //!
 //! Watches (`?watch=true|1`) stream newline-delimited `{"type":..,"object":..}` events, one
 //! chunk (HTTP/1.1) or DATA frame (h2) each: with `resourceVersion` absent or "0", an ADDED per
@@ -29,22 +39,28 @@
 //! `k`, `!k`, `k=v`, `k==v`, `k!=v`.
 //!
 //! What differs from the real server: JSON only (no protobuf, no gzip), no managedFields, no
-//! `limit`/`continue` paging, no authorization (the identity may do everything), a list ignores
-//! `resourceVersion`, and the history is never compacted unless [`CsrApi::compact`] says so.
+//! `limit`/`continue` paging, a few roles only, a list ignores `resourceVersion`, and the
+//! history is never compacted unless [`CsrApi::compact`] says so.
 //!
 //! Layout: [`CsrApi`] in `handle.rs` is what a test holds (start, kubeconfig, scripting,
-//! observation); `serve.rs` takes a request from the socket to an answer (authentication,
-//! routing, list and get, `metav1.Status` bodies), `create.rs` and `watch.rs` do those verbs,
+//! observation), with more kubeconfigs in `kubeconfigs.rs`; `serve.rs` takes a request from the
+//! socket to an answer (routing, list and get, `metav1.Status` bodies), `authn.rs` and
+//! `cluster.rs` decide who may do what, `create.rs`, `watch.rs` and `reviews.rs` do those verbs,
 //! `selector.rs` parses selectors; `store.rs` keeps the objects and their history,
-//! `approver.rs` and `signer.rs` play the controller's parts, `csr.rs` parses and validates
-//! the request PEM, `record.rs` is the view tests read, `meta.rs` makes uids, names and times.
+//! `approver.rs`, `cluster.rs` and `signer.rs` play the controllers' parts, `csr.rs` parses and
+//! validates the request PEM, `record.rs` is the view tests read, `meta.rs` makes uids, names
+//! and times.
 
 mod approver;
+mod authn;
+mod cluster;
 mod create;
 mod csr;
 mod handle;
+mod kubeconfigs;
 mod meta;
 mod record;
+mod reviews;
 mod selector;
 mod serve;
 mod signer;
@@ -52,7 +68,16 @@ mod store;
 mod watch;
 
 pub use approver::Mode;
+// The cluster's names, for the join tests.
+#[allow(unused_imports)]
+pub use cluster::{
+    Binding, CLIENT_KUBELET_SIGNER, NODE_BOOTSTRAPPER, NODE_CLIENT, NODE_CLIENT_APPROVED, SELF_NODE_CLIENT,
+    SELF_NODE_CLIENT_APPROVED,
+};
 pub use handle::CsrApi;
+pub use record::{Call, Credential};
+#[allow(unused_imports)]
+pub use reviews::{API_AUDIENCE, CLUSTER_ROLE_BINDINGS_PATH, TOKENREVIEW_PATH};
 // Paths as before the split; no test names these types today.
 #[allow(unused_imports)]
 pub use record::{Condition, CsrRecord};

@@ -102,3 +102,39 @@ pub(super) fn record_of(entry: &CsrEntry) -> CsrRecord {
         object: o.clone(),
     }
 }
+
+/// One request as authenticated: who it was, with which credential, and the status answered.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// `None`: not authenticated (401).
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    pub credential: Credential,
+    pub status: u16,
+}
+
+/// What a request authenticated with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    /// The gateway's own token ([`super::GATEWAY_TOKEN`]).
+    GatewayToken,
+    /// A bootstrap token, by its id (the public half).
+    BootstrapToken(String),
+    /// A client certificate, by its serial (hex) and notAfter (Unix seconds); `valid` is whether
+    /// it verified at the time of the request.
+    Certificate {
+        serial: String,
+        not_after: i64,
+        valid: bool,
+    },
+}
+
+impl Call {
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}

@@ -15,16 +15,21 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use super::authn::{Caller, authenticate};
+use super::cluster::Attributes;
 use super::create::create_csr;
 use super::meta::uuid;
+use super::record::Call;
+use super::reviews::{CLUSTER_ROLE_BINDINGS_PATH, Review, review_answer};
 use super::selector::Selector;
 use super::store::{Inner, Res};
 use super::watch::start_watch;
-use super::{CSR_PATH, GATEWAY_TOKEN, MAX_REQUEST_BYTES, NODES_PATH, lock};
+use super::{CSR_PATH, MAX_REQUEST_BYTES, NODES_PATH, lock};
 use crate::common::serving::{Running, wait_stop};
 
 pub(super) fn spawn_server(listener: TcpListener, inner: Arc<Inner>) -> Running {
@@ -44,7 +49,14 @@ async fn serve_conn(tcp: TcpStream, inner: Arc<Inner>, mut stop_rx: watch::Recei
             _ => return,
         },
     };
-    let svc = service_fn(move |req| handle(req, inner.clone()));
+    let chain: Arc<Vec<CertificateDer<'static>>> = Arc::new(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default(),
+    );
+    let svc = service_fn(move |req| handle(req, inner.clone(), chain.clone()));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let serve = builder.serve_connection(TokioIo::new(tls), svc);
     tokio::select! {
@@ -89,16 +101,6 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
     headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-fn bearer_is_gateway(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let mut parts = value.trim().splitn(3, ' ');
-    let scheme = parts.next().unwrap_or("");
-    let token = parts.next().unwrap_or("");
-    scheme.eq_ignore_ascii_case("bearer") && parts.next().is_none() && token == GATEWAY_TOKEN
 }
 
 /// `%XX` and `+` decoding of one query component.
@@ -157,6 +159,10 @@ pub(super) fn parse_bool(s: &str) -> Option<bool> {
 }
 
 enum Route {
+    /// POST of a review (`reviews.rs`).
+    Review(Review),
+    /// GET of the ClusterRoleBindings.
+    ClusterRoleBindings,
     Collection(Res),
     /// The object (GET, DELETE for CSRs).
     Object(Res, String),
@@ -166,6 +172,12 @@ enum Route {
 }
 
 fn route(path: &str) -> Route {
+    if let Some(review) = Review::of(path) {
+        return Route::Review(review);
+    }
+    if path == CLUSTER_ROLE_BINDINGS_PATH {
+        return Route::ClusterRoleBindings;
+    }
     let split = |prefix: &str| -> Option<Vec<String>> {
         let rest = path.strip_prefix(prefix)?;
         if rest.is_empty() || rest == "/" {
@@ -193,54 +205,131 @@ fn route(path: &str) -> Route {
     Route::Unknown
 }
 
-async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Resp, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    inner: Arc<Inner>,
+    chain: Arc<Vec<CertificateDer<'static>>>,
+) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
     let target = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| parts.uri.to_string());
-    lock(&inner.requests).push((parts.method.as_str().to_string(), target));
+    lock(&inner.requests).push((parts.method.as_str().to_string(), target.clone()));
     let raw = Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
         .map(|c| c.to_bytes())
         .ok();
-    if !bearer_is_gateway(&parts.headers) {
-        return Ok(status_response(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "Unauthorized",
-            None,
-        ));
-    }
+    let (caller, credential) = authenticate(&inner, &parts.headers, &chain);
+    let answer = match &caller {
+        None => status_response(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", None),
+        Some(caller) => answer(&inner, caller, &parts, raw),
+    };
+    lock(&inner.calls).push(Call {
+        method: parts.method.as_str().to_string(),
+        target,
+        user: caller.as_ref().map(|c| c.user.clone()),
+        groups: caller.map(|c| c.groups).unwrap_or_default(),
+        credential,
+        status: answer.status().as_u16(),
+    });
+    Ok(answer)
+}
+
+/// What RBAC checks for a route and method; `None` for what is answered without a check
+/// (unknown paths, wrong methods).
+fn attributes<'a>(route: &'a Route, method: &Method, is_watch: bool) -> Option<Attributes<'a>> {
+    let (group, resource) = match route {
+        Route::Review(r) => (r.group(), r.resource()),
+        Route::ClusterRoleBindings => ("rbac.authorization.k8s.io", "clusterrolebindings"),
+        Route::Collection(res) | Route::Object(res, _) | Route::Subresource(res, _) => (res.group(), res.plural()),
+        Route::Unknown => return None,
+    };
+    let verb = match (route, method) {
+        (Route::Review(_), &Method::POST) | (Route::Collection(Res::Csr), &Method::POST) => "create",
+        (Route::Collection(_) | Route::Object(..), &Method::GET) if is_watch => "watch",
+        (Route::Collection(_) | Route::ClusterRoleBindings, &Method::GET) => "list",
+        (Route::Object(..) | Route::Subresource(..), &Method::GET) => "get",
+        (Route::Object(..), &Method::DELETE) => "delete",
+        _ => return None,
+    };
+    Some(Attributes {
+        verb,
+        group,
+        resource,
+        subresource: "",
+    })
+}
+
+fn answer(inner: &Arc<Inner>, caller: &Caller, parts: &http::request::Parts, raw: Option<Bytes>) -> Resp {
     let query = Query(query_pairs(parts.uri.query().unwrap_or("")));
     let param = |name: &str| query.get(name);
     let is_watch = param("watch").and_then(parse_bool).unwrap_or(false);
-    let answer = match (route(parts.uri.path()), &parts.method) {
+    let route = route(parts.uri.path());
+    if let Some(a) = attributes(&route, &parts.method, is_watch)
+        && !caller.may(inner, &a)
+    {
+        return status_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &a.forbidden(&caller.user),
+            Some(json!({})),
+        );
+    }
+    if is_watch && take_watch_failure(inner) {
+        let mut answer = status_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+            Some(json!({"retryAfterSeconds": 1})),
+        );
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return answer;
+    }
+    match (route, &parts.method) {
         (Route::Unknown, _) => not_found_generic(),
-        (Route::Collection(res), &Method::GET) if is_watch => start_watch(&inner, res, None, &query),
-        (Route::Collection(res), &Method::GET) => list(&inner, res, &query),
+        (Route::Review(review), &Method::POST) => review_answer(inner, caller, review, raw),
+        (Route::ClusterRoleBindings, &Method::GET) => {
+            let items = lock(&inner.state).cluster.binding_objects();
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "ClusterRoleBindingList", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {}, "items": items}),
+            )
+        }
+        (Route::Collection(res), &Method::GET) if is_watch => start_watch(inner, res, None, &query),
+        (Route::Collection(res), &Method::GET) => list(inner, res, &query),
         (Route::Collection(Res::Csr), &Method::POST) => {
             let content_type = header_string(&parts.headers, header::CONTENT_TYPE);
-            create_csr(&inner, raw, content_type.as_deref(), param("dryRun").is_some())
+            create_csr(inner, caller, raw, content_type.as_deref(), param("dryRun").is_some())
         }
-        (Route::Object(res, name), &Method::GET) if is_watch => start_watch(&inner, res, Some(&name), &query),
+        (Route::Object(res, name), &Method::GET) if is_watch => start_watch(inner, res, Some(&name), &query),
         (Route::Object(res, name) | Route::Subresource(res, name), &Method::GET) => {
             match lock(&inner.state).get(res, &name) {
                 Some(object) => json_response(StatusCode::OK, object),
                 None => not_found(res, &name),
             }
         }
-        (Route::Object(Res::Csr, name), &Method::DELETE) => delete_csr_http(&inner, &name),
+        (Route::Object(Res::Csr, name), &Method::DELETE) => delete_csr_http(inner, &name),
         _ => status_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
             Some(json!({})),
         ),
-    };
-    Ok(answer)
+    }
+}
+
+fn take_watch_failure(inner: &Inner) -> bool {
+    let mut state = lock(&inner.state);
+    if state.failing_watches == 0 {
+        return false;
+    }
+    state.failing_watches -= 1;
+    true
 }
 
 fn delete_csr_http(inner: &Inner, name: &str) -> Resp {

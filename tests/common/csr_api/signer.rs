@@ -121,11 +121,52 @@ impl SignerCa {
         }
     }
 
+    /// A client certificate as the `kubernetes.io/kube-apiserver-client-kubelet` signer issues
+    /// it (CN `system:node:<node>`, O `system:nodes`, usages digital signature + client auth),
+    /// with a fresh P-256 key, valid from `not_before` to `not_after` (either may be in the
+    /// past): the kubelet's `kubelet-client-current.pem`, or an expired one.
+    pub fn kubelet_client(&self, node: &str, not_before: SystemTime, not_after: SystemTime) -> Leaf {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate P-256 key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("system:node:{node}"));
+        let pem = params
+            .serialize_request(&key)
+            .and_then(|r| r.pem())
+            .expect("serialize CSR");
+        let csr = parse_csr(pem.as_bytes()).expect("parse CSR");
+        let usages = ["digital signature".to_string(), "client auth".to_string()];
+        let leaf = self
+            .sign_between(&csr, &usages, not_before, not_after)
+            .expect("sign kubelet client certificate");
+        let chain = vec![leaf];
+        Leaf {
+            cert_pem: chain_pem(&chain),
+            chain,
+            key: PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     pub(super) fn sign(
         &self,
         csr: &ParsedCsr,
         usages: &[String],
         lifetime: Duration,
+    ) -> Result<CertificateDer<'static>, String> {
+        let now = SystemTime::now();
+        self.sign_between(csr, usages, now - Duration::from_secs(1), now + lifetime)
+    }
+
+    fn sign_between(
+        &self,
+        csr: &ParsedCsr,
+        usages: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
     ) -> Result<CertificateDer<'static>, String> {
         let alg: &'static SignatureAlgorithm = match &csr.key {
             KeyAlg::P256 => &PKCS_ECDSA_P256_SHA256,
@@ -157,9 +198,8 @@ impl SignerCa {
         params.key_usages = key_usages;
         params.extended_key_usages = ekus;
         params.serial_number = Some(random_serial());
-        let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(1)).into();
-        params.not_after = (now + lifetime).min(self.not_after).into();
+        params.not_before = not_before.into();
+        params.not_after = not_after.min(self.not_after).into();
         params.use_authority_key_identifier_extension = true;
         let public_key = CsrPublicKey {
             bytes: csr.public_key.clone(),

@@ -10,6 +10,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use super::approver::Mode;
+use super::cluster::Cluster;
+use super::record::Call;
 use super::signer::SignerCa;
 use super::{CSR_API_VERSION, CSR_GROUP, lock};
 
@@ -92,6 +94,11 @@ pub(super) struct State {
     pub(super) events: Vec<Event>,
     pub(super) mode: Mode,
     pub(super) leaf_only: bool,
+    /// The next this many watch requests get 429 Too Many Requests.
+    pub(super) failing_watches: u32,
+    /// The cluster's part (`cluster.rs`): bootstrap tokens, tokens TokenReview accepts,
+    /// ClusterRoleBindings, and kube-controller-manager's approver and client signer.
+    pub(super) cluster: Cluster,
 }
 
 impl State {
@@ -126,6 +133,11 @@ pub(super) struct Inner {
     pub(super) tls: Arc<rustls::ServerConfig>,
     pub(super) identity: String,
     pub(super) signer: Arc<SignerCa>,
+    /// The `kubernetes.io/kube-apiserver-client-kubelet` signer; the API server trusts the
+    /// client certificates it issues.
+    pub(super) client_signer: Arc<SignerCa>,
+    pub(super) client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    pub(super) calls: Mutex<Vec<Call>>,
     /// The resource version after every change.
     pub(super) changed: watch::Sender<u64>,
     pub(super) bookmarks: watch::Sender<u64>,
