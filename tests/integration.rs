@@ -14,6 +14,7 @@ mod integration {
     pub mod diagnose_go;
     pub mod forwarding;
     pub mod identity;
+    pub mod limits;
     pub mod logs;
     pub mod ops;
     pub mod paths;

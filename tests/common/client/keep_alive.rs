@@ -40,6 +40,11 @@ impl TlsClient {
 }
 
 impl KeepAlive {
+    /// The gateway has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// GET on this connection; panics if the connection is gone.
     pub async fn get(&mut self, path: &str) -> Reply {
         let mut req = build_request("GET", path, &[], Bytes::new());

@@ -24,7 +24,7 @@ pub use error::rustls_error_of;
 #[allow(unused_imports)]
 pub use keep_alive::KeepAlive;
 #[allow(unused_imports)]
-pub use raw::{RawResponse, parse_raw_responses, raw_tcp};
+pub use raw::{RawResponse, parse_raw_responses, raw_tcp, tcp_from};
 
 use std::fmt;
 use std::net::SocketAddr;

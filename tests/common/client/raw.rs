@@ -163,4 +163,24 @@ impl TlsClient {
             .await
             .unwrap_or_else(|e| panic!("TLS connection to {addr} failed: {e}"))
     }
+
+    /// A TLS connection with this client's ALPN over a TCP connection made elsewhere (from a
+    /// chosen source address, say).
+    pub async fn tls_over(&self, tcp: tokio::net::TcpStream) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let name = rustls_pki_types::ServerName::try_from(self.server_name.clone()).expect("valid server name");
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake failed: {e}"))
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (`127.0.0.2`: another peer
+/// than the default 127.0.0.1).
+pub async fn tcp_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("source address"))
+        .expect("bind the source address");
+    socket.connect(addr).await.expect("connect")
 }
