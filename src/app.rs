@@ -351,8 +351,29 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
     let listener = bind(config.listen).await?;
     let ops_listener = bind(config.ops_address).await?;
     log_posture(config, &gateway.warnings);
+    if let Some(audit) = gateway.ops.readiness.audit.clone() {
+        tokio::spawn(reopen_audit_on_hangup(audit));
+    }
     serve(gateway, listener, ops_listener, shutdown).await;
     Ok(())
+}
+
+/// SIGHUP reopens the audit file at its path, as logrotate's `postrotate` expects (the writer
+/// also notices a file renamed or deleted under it on its own); without a handler, SIGHUP would
+/// end the process.
+async fn reopen_audit_on_hangup(audit: Arc<crate::ops::audit::Health>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the audit log is still followed at its path");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reopening the audit log");
+        audit.reopen();
+    }
 }
 
 /// Everything but binding: starts the background tasks and the ops listener, serves the 10250

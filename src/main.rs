@@ -404,7 +404,8 @@ fn init_logging(format: LogFormat, default_level: &str) {
             std::env::var_os("NO_COLOR"),
         ));
     match format {
-        LogFormat::Text => builder.init(),
+        // Control characters in any field (a CN, a user name) are escaped: no forged lines.
+        LogFormat::Text => builder.fmt_fields(kubelet_gate::ops::log_format::EscapedFields).init(),
         LogFormat::Json => builder.json().init(),
     }
 }

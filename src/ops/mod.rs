@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod health;
+pub mod log_format;
 pub mod metrics;
 pub mod observer;
+pub mod redact;
 pub mod throttle;
 
 use std::convert::Infallible;

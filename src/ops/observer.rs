@@ -240,6 +240,7 @@ impl Observer {
             .target
             .path_and_query()
             .map_or_else(|| r.target.to_string(), |p| p.as_str().to_owned());
+        let target = crate::ops::redact::target(&target);
         let record = AuditRecord {
             time: time::OffsetDateTime::from(time)
                 .format(&time::format_description::well_known::Rfc3339)

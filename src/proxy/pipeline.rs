@@ -95,6 +95,11 @@ pub struct Stats {
 /// The phases before authentication: the canonical-path gate, then the mux. On success, the
 /// origin-form target (exactly what is authorized and forwarded) and its mux root.
 pub fn route(method: &Method, uri: &Uri, version: Version) -> Result<(PathAndQuery, Root), Rejected> {
+    // A CONNECT's target is an authority, not a path: forwarded, it would ask the kubelet for a
+    // tunnel to somewhere other than what was authorized. No kubelet endpoint takes one.
+    if method == Method::CONNECT {
+        return Err(Rejected::Path(path::Rejection::BadRequest("CONNECT is not served")));
+    }
     path::check(uri, version).map_err(Rejected::Path)?;
     let target = uri
         .path_and_query()
@@ -239,18 +244,28 @@ enum Secured {
     Tunnel(Response<Body>, Tunnel),
 }
 
+/// Refusals before authorization come from anyone, as fast as they can send: their log lines
+/// are throttled (the audit log keeps every one).
+static REFUSED_LOG: crate::ops::throttle::Throttle = crate::ops::throttle::Throttle::new(10);
+
 /// One log line per decision, at the level its kind deserves. Why goes here, never to the caller.
 fn log(outcome: &Outcome, conn: &Connection, method: &Method, uri: &Uri) {
     let peer = conn.peer;
     let path = uri.path();
     match outcome {
         Outcome::Rejected(Rejected::Path(_)) => {
+            let Some(suppressed) = REFUSED_LOG.admit() else { return };
             let why = outcome.reason().unwrap_or_default();
-            tracing::info!(%peer, %method, target = ?uri, "refused: {why}");
+            let target = uri
+                .path_and_query()
+                .map_or_else(|| uri.to_string(), |p| p.as_str().to_owned());
+            let target = crate::ops::redact::target(&target);
+            tracing::info!(%peer, %method, %target, suppressed, "refused: {why}");
         }
         Outcome::Rejected(_) => {}
         Outcome::Unauthenticated(failure) => {
-            tracing::info!(%peer, %method, path, "unauthenticated: {failure:?}");
+            let Some(suppressed) = REFUSED_LOG.admit() else { return };
+            tracing::info!(%peer, %method, path, suppressed, "unauthenticated: {failure:?}");
         }
         Outcome::Reviewed(r) => match &r.verdict {
             Verdict::Allowed { subresource } => {

@@ -79,6 +79,12 @@ async fn non_canonical_targets_are_400_before_authentication() {
     assert_eq!(status, 400, "OPTIONS *");
     let (status, _) = raw(&h, "CONNECT", "10.0.0.9:10255").await;
     assert_eq!(status, 400, "CONNECT");
+    // In origin form CONNECT names a path that would authorize as /metrics, but a forwarded
+    // CONNECT asks the upstream for a tunnel to an authority: refused before authentication.
+    for target in ["/metrics", "/pods", "/exec/ns/p/c"] {
+        let (status, body) = raw(&h, "CONNECT", target).await;
+        assert_eq!(status, 400, "CONNECT {target}: {}", String::from_utf8_lossy(&body));
+    }
     assert_untouched(&h, "non-canonical");
 }
 

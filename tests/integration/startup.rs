@@ -503,3 +503,126 @@ fn check_config_refuses_what_serve_refuses_and_serve_writes_nothing_first() {
     assert_eq!(code, 0, "{err}");
     assert!(!dir.path().join("pki").exists(), "check-config writes nothing");
 }
+
+/// A client certificate's CN with a newline and an escape sequence cannot forge a line of the
+/// text log or repaint a terminal: the forbidden line holds it escaped.
+#[tokio::test]
+async fn a_common_name_cannot_forge_a_log_line() {
+    use crate::common::pki::{Ca, ClientSpec};
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("clients");
+    ca.write_pem(&dir.path().join("ca.crt"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\nauthentication:\n  x509: {{clientCAFile: ca.crt}}\n  webhook: {{enabled: false}}\nauthorization:\n  mode: RBAC\n"
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let evil = "mallory\n2026-12-01T00:00:00.000000Z  INFO kubelet_gate: allowed user=admin\u{1b}[2K";
+    let leaf = ca.client(ClientSpec::new(evil));
+    let reply = crate::common::client::TlsClient::insecure()
+        .with_identity(&leaf)
+        .get(addr, "/pods", &[])
+        .await;
+    assert_eq!(reply.status.as_u16(), 403);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("gateway.log")).expect("log");
+    let forbidden: Vec<&str> = text.lines().filter(|l| l.contains("forbidden")).collect();
+    assert_eq!(forbidden.len(), 1, "{text}");
+    assert!(
+        forbidden[0]
+            .contains(r"user=mallory\n2026-12-01T00:00:00.000000Z  INFO kubelet_gate: allowed user=admin\u{1b}[2K"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("2026-12-01T00:00:00")),
+        "no forged line: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no raw escape: {text:?}");
+}
+
+/// logrotate renames the audit file and sends SIGHUP: the gateway keeps serving and the next
+/// record goes to a new file at the path.
+#[tokio::test]
+async fn sighup_reopens_the_audit_log_and_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\naudit: {{path: audit.log}}\n{OFFLINE}"
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = crate::common::client::TlsClient::insecure();
+    let audit = dir.path().join("audit.log");
+    let wait_for = |path: std::path::PathBuf, lines: usize| async move {
+        for _ in 0..100 {
+            if std::fs::read_to_string(&path).unwrap_or_default().lines().count() >= lines {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never had {lines} lines", path.display());
+    };
+    assert_eq!(client.get(addr, "/pods", &[]).await.status.as_u16(), 401);
+    wait_for(audit.clone(), 1).await;
+    std::fs::rename(&audit, dir.path().join("audit.log.1")).expect("rotate");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(child.try_wait().expect("wait").is_none(), "still running after SIGHUP");
+    assert_eq!(client.get(addr, "/healthz", &[]).await.status.as_u16(), 401);
+    wait_for(audit.clone(), 1).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("gateway.log")).expect("log");
+    assert!(text.contains("SIGHUP: reopening the audit log"), "{text}");
+    assert!(std::fs::read_to_string(&audit).expect("new file").contains("/healthz"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("audit.log.1"))
+            .expect("old file")
+            .contains("/pods")
+    );
+}

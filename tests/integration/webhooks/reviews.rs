@@ -164,7 +164,7 @@ async fn no_token_appears_in_any_log_line() {
     std::fs::write(
         dir.path().join("config.yaml"),
         format!(
-            "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: node-a\naddress: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nkubeconfig: {}\nauthentication:\n  tokenFile: tokens.csv\n  webhook: {{enabled: true}}\nauthorization:\n  mode: Webhook\nupstream:\n  readOnly: http://127.0.0.1:9\n",
+            "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nnodeName: node-a\naddress: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nkubeconfig: {}\nauthentication:\n  tokenFile: tokens.csv\n  webhook: {{enabled: true}}\nauthorization:\n  mode: Webhook\nupstream:\n  readOnly: http://127.0.0.1:9\nops: {{address: \"127.0.0.1:0\"}}\naudit: {{path: audit.log}}\n",
             kubeconfig.display()
         ),
     )
@@ -194,6 +194,7 @@ async fn no_token_appears_in_any_log_line() {
         "erroring-secret-token",
         "static-secret-token",
         "ws-secret-token",
+        "query-secret-token",
     ];
     for token in &secrets[..2] {
         let _ = client
@@ -218,6 +219,7 @@ async fn no_token_appears_in_any_log_line() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("ws-secret-token")
     );
     let _ = client
+        .clone()
         .with_alpn(&[b"http/1.1"])
         .get(
             addr,
@@ -229,9 +231,28 @@ async fn no_token_appears_in_any_log_line() {
             ],
         )
         .await;
+    // Tokens in the query string, on an allowed request and on a refused target.
+    for target in [
+        "/metrics?access_token=query-secret-token",
+        "/pods%zz?access_token=query-secret-token&x=1",
+    ] {
+        let _ = client
+            .get(addr, target, &[("authorization", "Bearer webhook-secret-token")])
+            .await;
+    }
     let _ = child.kill();
     let _ = child.wait();
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).expect("audit");
+    assert!(audit.contains("/metrics?access_token=REDACTED"), "{audit}");
+    assert!(audit.contains("/pods%zz?access_token=REDACTED&x=1"), "{audit}");
+    for token in secrets {
+        assert!(!audit.contains(token), "{token} appears in the audit log");
+    }
     let text = std::fs::read_to_string(dir.path().join("gateway.log")).expect("log");
+    assert!(
+        text.contains("access_token=REDACTED"),
+        "the refused target is logged, redacted: {text}"
+    );
     assert!(text.contains("kubelet-gate listening"), "the log was captured: {text}");
     assert!(api.tokenreview_count() >= 7, "the webhook was exercised");
     for token in secrets {
