@@ -274,6 +274,11 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         logs: LogServer::new(&config.logs, config.split_log_streams, options.follow_poll),
         stats: Default::default(),
         observer: Arc::new(observer),
+        quotas: crate::proxy::quota::Quotas::new(
+            config.limits.max_streams_per_user,
+            config.limits.max_log_streams_per_connection,
+        ),
+        body_limit: config.limits.max_request_body_bytes,
     };
     let bootstrap = match (bootstrapped, &api) {
         (Some(current), Some(api)) => Some((
@@ -313,6 +318,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         api: api.clone(),
         streams,
         connections: connections.clone(),
+        quotas: pipeline.quotas.stats.clone(),
     });
     let mut readiness = crate::ops::Readiness::new(
         serving.clone(),

@@ -12,14 +12,10 @@ mod deadline;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,14 +24,14 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use admission::{Admission, Refused, fit_to_descriptor_limit};
-use deadline::{Activity, Deadlines, Expired, InFlight, Watched};
+use deadline::{Activity, Deadlines, Expired, Watched};
 
 use crate::authn::{Connection, PeerIdentity};
 use crate::config::Limits;
 use crate::ops::metrics::ConnectionStats;
 use crate::ops::throttle::Throttle;
 use crate::proxy::pipeline::Pipeline;
-use crate::proxy::respond::Body;
+use crate::proxy::respond::Holding;
 use crate::tls::TlsState;
 
 /// File descriptors kept out of `limits.maxConnections`' reach: the ops listener and its
@@ -205,10 +201,7 @@ impl ClientConnection {
             .peer_certificates()
             .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        let conn = Arc::new(Connection {
-            peer,
-            identity: PeerIdentity::new(chain),
-        });
+        let conn = Arc::new(Connection::new(peer, PeerIdentity::new(chain)));
         let activity = Activity::new();
         let permit = Arc::new(permit);
         let service = {
@@ -220,10 +213,8 @@ impl ClientConnection {
                 permit.proven();
                 async move {
                     let response = pipeline.handle(&conn, request).await;
-                    Ok::<_, Infallible>(response.map(|body| Ended {
-                        body,
-                        _in_flight: in_flight,
-                    }))
+                    // The request ends (for the idle deadline) when its body does.
+                    Ok::<_, Infallible>(response.map(|body| Holding { body, held: in_flight }))
                 }
             })
         };
@@ -292,32 +283,6 @@ impl ClientConnection {
                 _ = force.wait_for(|f| *f) => return,
             }
         }
-    }
-}
-
-/// A response body that ends its request (for the idle deadline) when it is dropped.
-struct Ended {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl HttpBody for Ended {
-    type Data = Bytes;
-    type Error = <Body as HttpBody>::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -2,7 +2,7 @@
 //! presented, with the verified identity remembered so later requests on it skip verification.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwapOption;
 
@@ -16,6 +16,19 @@ use super::x509::ClientCa;
 pub struct Connection {
     pub peer: std::net::SocketAddr,
     pub identity: PeerIdentity,
+    /// Log responses open on it now (`limits.maxLogStreamsPerConnection`, kept by
+    /// `proxy::quota`).
+    pub log_streams: AtomicUsize,
+}
+
+impl Connection {
+    pub fn new(peer: std::net::SocketAddr, identity: PeerIdentity) -> Connection {
+        Connection {
+            peer,
+            identity,
+            log_streams: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// What the connection presented, shared by every request on it.

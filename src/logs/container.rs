@@ -28,8 +28,9 @@ use super::reader::{Lines, Progress, Pumped, Records, Settings};
 use super::{percent_decode, safe, stream, tail};
 use crate::proxy::respond::{self, Body, BoxError};
 
-/// Read buffer per request: also the longest line whose header can be recognised.
-const LINE_BUFFER: usize = 256 * 1024;
+/// Read buffer per request: also the longest line whose header can be recognised (a CRI
+/// header is under 64 bytes; the runtime splits lines at 16 KiB).
+const LINE_BUFFER: usize = 64 * 1024;
 
 /// The pod log directory.
 #[derive(Debug, Clone)]

@@ -14,10 +14,11 @@ use tokio::sync::mpsc;
 
 use crate::proxy::respond::{Body, BoxError};
 
-/// Chunks in flight between a reader task and the connection.
-const DEPTH: usize = 4;
-/// Bytes read from a file per blocking step.
-pub const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between a reader task and the connection: with [`CHUNK`], what one stream
+/// buffers beyond the connection's own send buffer while its client does not read.
+const DEPTH: usize = 2;
+/// Bytes read from a file per blocking step: the kubelet copies logs through 32 KiB buffers.
+pub const CHUNK: usize = 32 * 1024;
 
 pub type Sender = mpsc::Sender<Result<Bytes, BoxError>>;
 

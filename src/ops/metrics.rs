@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::k8s::ApiClient;
+use crate::proxy::quota::QuotaStats;
 use crate::proxy::tunnel::Streams;
 use crate::reload::ReloadStats;
 use crate::review_cache::CacheStats;
@@ -128,6 +129,7 @@ pub struct Sources {
     pub api: Option<Arc<ApiClient>>,
     pub streams: Arc<Streams>,
     pub connections: Arc<ConnectionStats>,
+    pub quotas: Arc<QuotaStats>,
 }
 
 /// The registry behind `/metrics`.
@@ -255,6 +257,23 @@ impl Collector for Derived {
                 &[(Vec::new(), load(&api.stats.errors))],
             )?;
         }
+        let q = &s.quotas;
+        gauge(
+            &mut e,
+            "log_streams_open",
+            "Log responses (/logs/, /containerLogs/) being streamed now",
+            load(&q.log_streams_open) as f64,
+        )?;
+        let limit = |l: &str| vec![("limit", l.to_owned())];
+        counter(
+            &mut e,
+            "streams_refused",
+            "Streams answered 429: over limits.maxStreamsPerUser (per_user) or limits.maxLogStreamsPerConnection (per_connection)",
+            &[
+                (limit("per_user"), load(&q.refused_per_user)),
+                (limit("per_connection"), load(&q.refused_per_connection)),
+            ],
+        )?;
         let c = &s.connections;
         gauge(
             &mut e,

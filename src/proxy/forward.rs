@@ -28,8 +28,11 @@ use super::respond::{self, Body};
 /// timing out at the same moment.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A client's request body as forwarded: within `limits.maxRequestBodyBytes`.
+pub type RequestBody = http_body_util::Limited<Incoming>;
+
 /// A forwarded body: the client's, or none for a request that may be sent a second time.
-type UpstreamBody = Either<Incoming, Empty<bytes::Bytes>>;
+type UpstreamBody = Either<RequestBody, Empty<bytes::Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones proxies strip).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -124,7 +127,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
     pub async fn forward(
         &self,
         parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         target: PathAndQuery,
         peer: SocketAddr,
     ) -> Response<Body> {
@@ -138,7 +141,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
     pub async fn forward_upgradable(
         &self,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         target: PathAndQuery,
         peer: SocketAddr,
         protocol: Option<HeaderValue>,
@@ -200,6 +203,10 @@ impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
             Err(_) => {
                 tracing::warn!("upstream did not answer within {:?}", self.header_timeout);
                 return plain(failed(respond::gateway_timeout()));
+            }
+            Ok(Err(e)) if body_too_large(&e) => {
+                tracing::info!("request body over limits.maxRequestBodyBytes; the forwarded request was cut");
+                return plain(respond::payload_too_large());
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "upstream request failed");
@@ -351,6 +358,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.into_iter().chain(HOP_BY_HOP) {
         headers.remove(name);
     }
+}
+
+/// The client's body grew past `limits.maxRequestBodyBytes` while it was being sent.
+fn body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {

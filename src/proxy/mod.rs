@@ -5,6 +5,7 @@ pub mod forward;
 pub mod outcome;
 pub mod path;
 pub mod pipeline;
+pub mod quota;
 pub mod replay;
 pub mod respond;
 pub mod routes;

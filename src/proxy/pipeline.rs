@@ -15,10 +15,11 @@ use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::forward::{ReadOnlyPort, upgrade_protocol};
+use super::forward::{ReadOnlyPort, RequestBody, upgrade_protocol};
 use super::outcome::{Answer, Outcome, Rejected, Review, Route, Serve};
 use super::path;
-use super::respond::{self, Body};
+use super::quota::Quotas;
+use super::respond::{self, Body, Holding};
 use super::routes::{self, Dispatch, Handler, Mux, Root};
 use super::secure::SecurePort;
 use super::tunnel::{Streams, Tunnel};
@@ -27,6 +28,7 @@ use crate::authz::attributes::{request_verb, subresources};
 use crate::authz::{AnyAuthorizer, Authorizer, Verdict};
 use crate::logs::LogServer;
 use crate::ops::observer::{Observer, Port};
+use http_body_util::BodyExt as _;
 
 /// What the decision depends on besides the identity and the authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,10 @@ pub struct Pipeline {
     pub stats: Stats,
     /// Metrics and the audit log: the last phase.
     pub observer: Arc<Observer>,
+    /// Long-lived streams per user and log streams per connection.
+    pub quotas: Arc<Quotas>,
+    /// A forwarded request's body, bytes (`limits.maxRequestBodyBytes`).
+    pub body_limit: u64,
 }
 
 /// Counters of what the pipeline did; the tests read them.
@@ -146,7 +152,7 @@ pub async fn review<A: Authorizer>(
 }
 
 impl Pipeline {
-    pub async fn handle(&self, conn: &Connection, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, conn: &Arc<Connection>, request: Request<Incoming>) -> Response<Body> {
         let mut record = self.observer.begin(conn, request.method(), request.uri());
         let (mut parts, body) = request.into_parts();
         let outcome = match route(&parts.method, &parts.uri, parts.version) {
@@ -169,40 +175,83 @@ impl Pipeline {
             .fetch_add(outcome.reviews() as u64, Ordering::Relaxed);
         log(&outcome, conn, &parts.method, &parts.uri);
         record.decided(&outcome);
+        let user = match &outcome {
+            Outcome::Reviewed(r) => r.user.name.as_str(),
+            _ => "",
+        };
         let response = match outcome.answer() {
             Answer::Response(response) if parts.method == Method::HEAD => respond::without_body(response),
             Answer::Response(response) => response,
-            Answer::Serve(Serve::NodeLogs, target) => {
-                self.logs.node_logs(target.path(), target.query(), &parts.headers).await
+            Answer::Serve(serve @ (Serve::NodeLogs | Serve::ContainerLogs), target) => {
+                match self.quotas.log_stream(user, conn) {
+                    Err(_) => respond::too_many_requests(),
+                    Ok(slot) => {
+                        let response = match serve {
+                            Serve::NodeLogs => self.logs.node_logs(target.path(), target.query(), &parts.headers).await,
+                            _ => self.logs.container_logs(target.path(), target.query()).await,
+                        };
+                        // The slot is given back when the body ends or the client goes.
+                        response.map(|body| Holding { body, held: slot }.boxed_unsync())
+                    }
+                }
             }
-            Answer::Serve(Serve::ContainerLogs, target) => {
-                self.logs.container_logs(target.path(), target.query()).await
-            }
-            Answer::Serve(Serve::ReadOnly, target) => match &self.read_only {
-                Some(port) => {
+            Answer::Serve(Serve::ReadOnly, target) => match (&self.read_only, self.limit_body(&parts, body)) {
+                (_, None) => respond::payload_too_large(),
+                (Some(port), Some(body)) => {
                     record.forwarded(Port::ReadOnly);
                     port.forward(parts, body, target.clone(), conn.peer).await
                 }
                 // `Policy::serve` sends nothing here without the port.
-                None => respond::bad_gateway(),
+                (None, Some(_)) => respond::bad_gateway(),
             },
-            Answer::Serve(Serve::Secure { endpoint, streaming }, target) => match &self.secure {
-                Some(secure) => {
-                    record.forwarded(Port::Secure);
-                    let target = target.clone();
-                    match self.forward_secure(secure, parts, body, target, conn, streaming).await {
-                        Secured::Response(response) => response,
-                        Secured::Tunnel(response, tunnel) => {
-                            let stream = self.observer.stream_started(record, &response, endpoint);
-                            tokio::spawn(stream.run(tunnel, self.streams.clone()));
-                            return response;
+            Answer::Serve(Serve::Secure { endpoint, streaming }, target) => {
+                let slot = match streaming {
+                    true => self.quotas.tunnel(user).map(Some),
+                    false => Ok(None),
+                };
+                match (&self.secure, self.limit_body(&parts, body), slot) {
+                    (_, _, Err(_)) => respond::too_many_requests(),
+                    (_, None, _) => respond::payload_too_large(),
+                    (Some(secure), Some(body), Ok(slot)) => {
+                        record.forwarded(Port::Secure);
+                        let target = target.clone();
+                        match self.forward_secure(secure, parts, body, target, conn, streaming).await {
+                            Secured::Response(response) => response,
+                            Secured::Tunnel(response, tunnel) => {
+                                let stream = self.observer.stream_started(record, &response, endpoint);
+                                let streams = self.streams.clone();
+                                tokio::spawn(async move {
+                                    // The user's place is given back when the stream ends.
+                                    let _slot = slot;
+                                    stream.run(tunnel, streams).await;
+                                });
+                                return response;
+                            }
                         }
                     }
+                    (None, Some(_), _) => respond::bad_gateway(),
                 }
-                None => respond::bad_gateway(),
-            },
+            }
         };
         self.observer.finish(record, response)
+    }
+
+    /// The request's body, within `limits.maxRequestBodyBytes`; `None` for a declared length
+    /// over it (answered 413 at once). A body that grows past it while streaming fails the
+    /// forwarded request with 413.
+    fn limit_body(&self, parts: &Parts, body: Incoming) -> Option<RequestBody> {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(n) if n > self.body_limit => None,
+            _ => Some(http_body_util::Limited::new(
+                body,
+                usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            )),
+        }
     }
 
     /// Forwards to the kubelet's port, keeping the upgrade of a streaming request over HTTP/1.1.
@@ -211,7 +260,7 @@ impl Pipeline {
         &self,
         secure: &SecurePort,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         target: PathAndQuery,
         conn: &Connection,
         streaming: bool,

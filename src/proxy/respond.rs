@@ -13,6 +13,32 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
+/// A body that holds `T` (a place in a quota, an open request) until it ends or is dropped.
+pub struct Holding<T> {
+    pub body: Body,
+    pub held: T,
+}
+
+impl<T: Unpin> hyper::body::Body for Holding<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A complete body from static or owned bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
@@ -140,6 +166,24 @@ pub fn header_too_large() -> Response<Body> {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "431 Request Header Fields Too Large\n",
     )
+}
+
+/// A forwarded request's body over `limits.maxRequestBodyBytes` (the kubelet has no limit; Go's
+/// `http.MaxBytesReader` words the refusal).
+pub fn payload_too_large() -> Response<Body> {
+    go_http_error(StatusCode::PAYLOAD_TOO_LARGE, "http: request body too large\n")
+}
+
+/// A stream over `limits.maxStreamsPerUser` or `limits.maxLogStreamsPerConnection`, in
+/// kube-apiserver's words for its own in-flight limit.
+pub fn too_many_requests() -> Response<Body> {
+    let mut r = go_http_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests, please try again later.\n",
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// The upstream could not be reached or answered badly. The body never names the upstream.

@@ -4,6 +4,8 @@
 //! address, and at the cap a silent connection makes room for one that talks. The deadlines
 //! here are the settings made short (`limits:`), never sleeps of minutes.
 
+mod streams;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -189,3 +189,40 @@ async fn readiness_checks_the_kubelet_s_port() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A forwarded body over `limits.maxRequestBodyBytes` is refused with 413 before anything is
+/// sent; one within the limit is forwarded whole.
+#[tokio::test]
+async fn a_request_body_over_the_limit_is_413_and_never_forwarded() {
+    let r = rig(|s| s.top_yaml = "limits: {maxRequestBodyBytes: 1024}\n".into()).await;
+    let auth = bearer(&OPERATOR);
+    let headers = [("authorization", auth.as_str())];
+    let before = r.kubelet.count();
+    let reply =
+        r.h.client()
+            .request_with_body(
+                r.h.addr,
+                "POST",
+                "/run/default/web/app?cmd=ls",
+                &headers,
+                vec![b'x'; 4096],
+            )
+            .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (413, "http: request body too large\n")
+    );
+    assert_eq!(r.kubelet.count(), before, "nothing reached the kubelet");
+    let reply =
+        r.h.client()
+            .request_with_body(
+                r.h.addr,
+                "POST",
+                "/run/default/web/app?cmd=ls",
+                &headers,
+                vec![b'x'; 1024],
+            )
+            .await;
+    assert_eq!(reply.status.as_u16(), 200, "at the limit is within it");
+    assert_eq!(r.kubelet.count(), before + 1);
+}

@@ -425,3 +425,38 @@ async fn shutdown_lets_an_open_stream_run_for_the_grace_period_then_closes_it() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// One user holds at most `limits.maxStreamsPerUser` upgraded streams: the next is 429 and
+/// never reaches the kubelet; one that ends gives its place back.
+#[tokio::test]
+async fn a_user_holds_so_many_streams_and_the_next_is_429() {
+    let r = rig(|s| s.top_yaml = "limits: {maxStreamsPerUser: 2}\n".into()).await;
+    let headers = spdy(OPERATOR.token);
+    let exec = "/exec/default/web/app?command=sh&input=1&output=1";
+    let (first, head, _) = upgrade(&r.h, "POST", exec, &borrowed(&headers)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (_second, head, _) = upgrade(&r.h, "POST", exec, &borrowed(&headers)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let before = r.kubelet.count();
+    let (_third, head, _) = upgrade(&r.h, "POST", exec, &borrowed(&headers)).await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert_eq!(r.kubelet.count(), before, "the third never reached the kubelet");
+    assert_eq!(
+        r.h.metric(r#"kubelet_gate_streams_refused_total{limit="per_user"}"#)
+            .await,
+        1.0
+    );
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let (_again, head, _) = upgrade(&r.h, "POST", exec, &borrowed(&headers)).await;
+        if head.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the place never came back: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
