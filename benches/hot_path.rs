@@ -87,7 +87,7 @@ fn main() {
             black_box(policy.authorize(&get_node("user-3", &groups, "pods")));
         },
     );
-    let authorizer = AnyAuthorizer::Rbac(RbacAuthorizer { policy });
+    let authorizer = AnyAuthorizer::Rbac(RbacAuthorizer::new(policy));
     let user = UserInfo {
         name: "user-3".into(),
         groups: groups.clone(),

@@ -203,7 +203,8 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     };
 
     let client_ca = inputs.client_ca.map(|ca| Arc::new(ArcSwap::from_pointee(ca)));
-    let authenticator = authenticator(config, client_ca.clone(), inputs.token_file, api.as_ref(), &options)?;
+    let token_file = inputs.token_file.map(|f| Arc::new(ArcSwap::from_pointee(f)));
+    let authenticator = authenticator(config, client_ca.clone(), token_file.clone(), api.as_ref(), &options)?;
     let authorizer = inputs.authorizer;
 
     let rebuild: RebuildTls = {
@@ -242,6 +243,25 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
             cert: secure.cert_file.clone(),
             key: secure.key_file.clone(),
             slot: port.clone(),
+        });
+    }
+    // The policy files: tokens and RBAC rules, reloaded as the certificates are but counted on
+    // their own.
+    let policy_reloads = Arc::new(ReloadStats::default());
+    if let (Some(path), Some(current)) = (&config.authentication.token_file, &token_file) {
+        reloader.add(crate::authn::token_file::TokenFileSource {
+            path: path.clone(),
+            current: current.clone(),
+            stats: policy_reloads.clone(),
+        });
+    }
+    if let AnyAuthorizer::Rbac(rbac) = &authorizer
+        && !config.authorization.rbac_policy_files.is_empty()
+    {
+        reloader.add(crate::authz::rbac::reload::PolicyFiles {
+            paths: config.authorization.rbac_policy_files.clone(),
+            current: rbac.current().clone(),
+            stats: policy_reloads.clone(),
         });
     }
     if let Some(api) = &api {
@@ -315,6 +335,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
         },
         serving: serving.clone(),
         reload: reload_stats.clone(),
+        policy_reload: policy_reloads.clone(),
         api: api.clone(),
         streams,
         connections: connections.clone(),

@@ -34,6 +34,10 @@ pub trait Source: Send + Sync + 'static {
     /// Takes the files' new contents, in [`Source::files`] order. `Err` says why they were
     /// refused; the previous material then stays.
     fn apply(&self, contents: &[Vec<u8>]) -> Result<(), String>;
+    /// Where its reloads are counted, when not with the certificates'.
+    fn stats(&self) -> Option<&ReloadStats> {
+        None
+    }
 }
 
 /// Watches every source's files and applies changes until the process ends.
@@ -109,13 +113,14 @@ impl Reloader {
         let result = source.apply(&contents);
         *seen = Some(contents);
         let first = files.first().map(|p| p.display().to_string()).unwrap_or_default();
+        let stats = source.stats().unwrap_or(&self.stats);
         match result {
             Ok(()) => {
-                self.stats.successes.fetch_add(1, Ordering::Relaxed);
+                stats.successes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(file = %first, "{} reloaded", source.what());
             }
             Err(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "{} not reloaded; keeping the previous one", source.what());
             }
         }

@@ -289,7 +289,7 @@ pub(super) fn serving_certificate(
 pub(super) fn authenticator(
     config: &Config,
     client_ca: Option<Arc<ArcSwap<ClientCa>>>,
-    token_file: Option<TokenFile>,
+    token_file: Option<Arc<ArcSwap<TokenFile>>>,
     api: Option<&Arc<ApiClient>>,
     options: &BuildOptions,
 ) -> Result<Authenticator, StartError> {
@@ -340,7 +340,7 @@ pub fn authorization(
         AuthorizationMode::Rbac => {
             let policy = RbacPolicy::load(&config.authorization.rbac_policy_files)?;
             let warnings = policy.warnings().to_vec();
-            (AnyAuthorizer::Rbac(RbacAuthorizer { policy }), warnings)
+            (AnyAuthorizer::Rbac(RbacAuthorizer::new(policy)), warnings)
         }
     })
 }

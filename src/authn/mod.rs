@@ -96,14 +96,15 @@ pub enum AuthnFailure {
 /// Looks tokens up in the configured sources, in order: the static file, then the TokenReview
 /// webhook. The header token and the WebSocket token share them (and the webhook's cache).
 pub struct TokenAuthenticators {
-    file: Option<TokenFile>,
+    /// Replaced whole when the file is reloaded.
+    file: Option<Arc<ArcSwap<TokenFile>>>,
     webhook: Option<TokenReviewer>,
 }
 
 impl TokenAuthenticators {
     /// `Ok(None)`: no source knows the token. `Err`: a source could not answer.
     async fn lookup(&self, token: &str) -> Result<Option<Arc<UserInfo>>, String> {
-        if let Some(user) = self.file.as_ref().and_then(|f| f.lookup(token)) {
+        if let Some(user) = self.file.as_ref().and_then(|f| f.load().lookup(token)) {
             return Ok(Some(user));
         }
         match &self.webhook {
@@ -127,7 +128,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(
         client_ca: Option<Arc<ArcSwap<ClientCa>>>,
-        token_file: Option<TokenFile>,
+        token_file: Option<Arc<ArcSwap<TokenFile>>>,
         webhook: Option<TokenReviewer>,
         anonymous: bool,
     ) -> Self {

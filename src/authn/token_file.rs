@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use aws_lc_rs::digest::{SHA256, digest};
+
+use crate::reload::{ReloadStats, Source};
 
 use super::user::UserInfo;
 
@@ -110,6 +113,39 @@ fn token_digest(token: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
     out
+}
+
+/// `authentication.tokenFile`, reloaded when it changes: the next request sees the new tokens
+/// (a removed token is refused at once: file tokens are never cached). A file that does not
+/// parse leaves the previous tokens in place.
+pub struct TokenFileSource {
+    pub path: PathBuf,
+    pub current: Arc<ArcSwap<TokenFile>>,
+    pub stats: Arc<ReloadStats>,
+}
+
+impl Source for TokenFileSource {
+    fn what(&self) -> &'static str {
+        "token file"
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn apply(&self, contents: &[Vec<u8>]) -> Result<(), String> {
+        let text = contents.first().map_or(&[][..], Vec::as_slice);
+        let file = TokenFile::parse(&self.path, text).map_err(|e| e.to_string())?;
+        for w in &file.warnings {
+            tracing::warn!("{w}");
+        }
+        self.current.store(Arc::new(file));
+        Ok(())
+    }
+
+    fn stats(&self) -> Option<&ReloadStats> {
+        Some(&self.stats)
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@ pub mod rbac;
 pub mod webhook;
 
 use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::authn::UserInfo;
-use rbac::RbacPolicy;
 
 /// The resource attributes of one review. Namespace and API group are always empty, the
 /// version `v1` and the resource `nodes`, as in the kubelet's attribute getter.
@@ -53,13 +55,24 @@ impl Authorizer for AlwaysAllow {
 
 /// Kubernetes RBAC evaluated locally from policy files.
 pub struct RbacAuthorizer {
-    pub policy: RbacPolicy,
+    /// Replaced whole when the policy files are reloaded; each request reads one version.
+    policy: Arc<ArcSwap<rbac::RbacPolicy>>,
 }
 
 impl RbacAuthorizer {
-    /// The binding, role and rule that grant these attributes, if any.
-    pub fn grant(&self, a: &Attributes<'_>) -> Option<rbac::GrantRef<'_>> {
-        self.policy.authorize(&rbac::Request {
+    pub fn new(policy: rbac::RbacPolicy) -> RbacAuthorizer {
+        RbacAuthorizer {
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+        }
+    }
+
+    /// The policy in force, to replace on reload.
+    pub fn current(&self) -> &Arc<ArcSwap<rbac::RbacPolicy>> {
+        &self.policy
+    }
+
+    fn request<'a>(a: &'a Attributes<'_>) -> rbac::Request<'a> {
+        rbac::Request {
             user: &a.user.name,
             groups: &a.user.groups,
             verb: a.verb,
@@ -67,14 +80,26 @@ impl RbacAuthorizer {
             resource: Attributes::RESOURCE,
             subresource: a.subresource,
             name: a.node_name,
-        })
+        }
+    }
+
+    /// The binding, role and rule that grant these attributes, if any.
+    pub fn grant(&self, a: &Attributes<'_>) -> Option<rbac::Grant> {
+        self.policy
+            .load()
+            .authorize(&Self::request(a))
+            .map(rbac::GrantRef::to_grant)
+    }
+
+    fn allows(&self, a: &Attributes<'_>) -> bool {
+        self.policy.load().authorize(&Self::request(a)).is_some()
     }
 }
 
 impl Authorizer for RbacAuthorizer {
     async fn authorize(&self, a: &Attributes<'_>) -> Result<Decision, AuthzError> {
         // RBAC never denies; like the API server's, it has no opinion when nothing grants.
-        Ok(if self.grant(a).is_some() {
+        Ok(if self.allows(a) {
             Decision::Allow
         } else {
             Decision::NoOpinion

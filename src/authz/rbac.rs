@@ -11,6 +11,7 @@ mod builtin;
 mod evaluation;
 mod load;
 mod manifest;
+pub mod reload;
 #[cfg(test)]
 mod tests;
 mod validation;

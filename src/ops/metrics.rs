@@ -126,6 +126,8 @@ pub struct Sources {
     pub sar_cache: Option<Arc<CacheStats>>,
     pub serving: Arc<ServingCert>,
     pub reload: Arc<ReloadStats>,
+    /// The token file's and the RBAC policy files' reloads.
+    pub policy_reload: Arc<ReloadStats>,
     pub api: Option<Arc<ApiClient>>,
     pub streams: Arc<Streams>,
     pub connections: Arc<ConnectionStats>,
@@ -331,6 +333,15 @@ impl Collector for Derived {
             &[
                 (vec![("result", "success".to_owned())], load(&s.reload.successes)),
                 (vec![("result", "failure".to_owned())], load(&s.reload.failures)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "policy_reloads",
+            "Token file and RBAC policy file reloads by result",
+            &[
+                (vec![("result", "success".to_owned())], load(&s.policy_reload.successes)),
+                (vec![("result", "failure".to_owned())], load(&s.policy_reload.failures)),
             ],
         )?;
         let expiry = s.serving.current().and_then(|k| k.cert.first().and_then(not_after));

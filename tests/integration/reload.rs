@@ -4,6 +4,8 @@
 //! while handshakes run every few milliseconds; none fails, new handshakes see the new material
 //! within the stated time, and broken files never replace good ones.
 
+mod policy;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

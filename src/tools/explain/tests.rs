@@ -46,7 +46,7 @@ async fn rbac_explainer(policy: &str) -> Explainer {
         anonymous_enabled: false,
         read_only: Some("http://127.0.0.1:10255/".into()),
         secure: None,
-        authorizer: AnyAuthorizer::Rbac(crate::authz::RbacAuthorizer { policy }),
+        authorizer: AnyAuthorizer::Rbac(crate::authz::RbacAuthorizer::new(policy)),
         description: "RBAC".into(),
         warnings: Vec::new(),
     }
