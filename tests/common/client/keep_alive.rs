@@ -47,24 +47,27 @@ impl KeepAlive {
 
     /// GET on this connection; panics if the connection is gone.
     pub async fn get(&mut self, path: &str) -> Reply {
-        let mut req = build_request("GET", path, &[], Bytes::new());
+        self.try_get(path, &[])
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} on the kept connection: {e}"))
+    }
+
+    /// GET with `headers` on this connection; `Err` when the connection is gone or broke.
+    pub async fn try_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Reply, hyper::Error> {
+        let mut req = build_request("GET", path, headers, Bytes::new());
         req.headers_mut().insert(
             http::header::HOST,
             HeaderValue::from_str(&self.authority).expect("host header"),
         );
-        self.sender.ready().await.expect("connection still open");
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .expect("response on the kept connection");
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
             status: parts.status,
             headers: parts.headers,
             body,
             version: parts.version,
-        }
+        })
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::Version;
 use tokio::net::TcpListener;
 
-use super::serving::Running;
+use super::serving::{Restartable, Running};
 use serve::serve_conn;
 
 /// The Go ServeMux redirect status (301 up to Go 1.25; Go 1.26 uses 307).
@@ -114,23 +114,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Dropping the last `ReadOnlyStandIn` clone drops this, which closes `stop_tx` and stops the server.
-struct Handle {
-    addr: SocketAddr,
-    running: Running,
-}
-
 /// The stand-in server. Clones share it; it serves until all clones are dropped or `stop()`.
 #[derive(Clone)]
 pub struct ReadOnlyStandIn {
     state: Arc<State>,
-    handle: Arc<Handle>,
+    /// Dropping the last clone drops this, which stops the server.
+    handle: Arc<Restartable>,
 }
 
 impl fmt::Debug for ReadOnlyStandIn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadOnlyStandIn")
-            .field("addr", &self.handle.addr)
+            .field("addr", &self.handle.addr())
             .finish()
     }
 }
@@ -146,24 +141,27 @@ impl ReadOnlyStandIn {
             seen: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Kubelet),
         });
-        let served = state.clone();
-        let running = Running::spawn(listener, move |tcp, stop_rx| {
-            let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            serve_conn(tcp, peer, served.clone(), stop_rx)
-        });
+        let running = Self::spawn(listener, state.clone());
         ReadOnlyStandIn {
             state,
-            handle: Arc::new(Handle { addr, running }),
+            handle: Arc::new(Restartable::new(addr, running)),
         }
     }
 
+    fn spawn(listener: TcpListener, state: Arc<State>) -> Running {
+        Running::spawn(listener, move |tcp, stop_rx| {
+            let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            serve_conn(tcp, peer, state.clone(), stop_rx)
+        })
+    }
+
     pub fn addr(&self) -> SocketAddr {
-        self.handle.addr
+        self.handle.addr()
     }
 
     /// "http://127.0.0.1:PORT"
     pub fn url(&self) -> String {
-        format!("http://{}", self.handle.addr)
+        format!("http://{}", self.handle.addr())
     }
 
     /// A snapshot of every request received so far.
@@ -191,6 +189,12 @@ impl ReadOnlyStandIn {
 
     /// Closes the listener and every live connection; the port then refuses connections.
     pub async fn stop(&self) {
-        self.handle.running.stop().await;
+        self.handle.stop().await;
+    }
+
+    /// Listens again on the same port (stopping first if running), keeping what was seen.
+    pub async fn restart(&self) {
+        let state = self.state.clone();
+        self.handle.restart(move |listener| Self::spawn(listener, state)).await;
     }
 }
