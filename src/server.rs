@@ -229,6 +229,9 @@ impl ClientConnection {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .initial_stream_window_size(limits.http2_stream_window_bytes)
+            .initial_connection_window_size(limits.http2_connection_window_bytes)
+            .max_send_buf_size(limits.http2_max_send_buffer_bytes)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(interval)
             .keep_alive_timeout(limits.http2_keep_alive_timeout);

@@ -39,6 +39,12 @@ pub struct Limits {
     pub max_headers: usize,
     /// HTTP/2 streams open at once on one connection.
     pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 flow control: what one stream's client may send before the gateway reads it...
+    pub http2_stream_window_bytes: u32,
+    /// ...and all the streams of one connection together.
+    pub http2_connection_window_bytes: u32,
+    /// HTTP/2: response bytes queued per stream beyond what the client's window lets out.
+    pub http2_max_send_buffer_bytes: usize,
     /// A forwarded request's body (`/run`, `/checkpoint`, ...), bytes: larger is 413.
     pub max_request_body_bytes: u64,
     /// Long-lived streams (upgraded exec/attach/port-forward, followed logs) one user may
@@ -64,6 +70,10 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             http2_max_concurrent_streams: 250,
+            // Go's http2.Server: 1 MiB per stream and per connection (MaxUploadBufferPer*).
+            http2_stream_window_bytes: 1 << 20,
+            http2_connection_window_bytes: 1 << 20,
+            http2_max_send_buffer_bytes: 64 * 1024,
             max_request_body_bytes: 1 << 20,
             max_streams_per_user: 32,
             max_log_streams_per_connection: 16,
@@ -90,6 +100,12 @@ pub(super) struct RawLimits {
     pub max_headers: Option<i64>,
     #[serde(rename = "http2MaxConcurrentStreams")]
     pub http2_max_concurrent_streams: Option<i64>,
+    #[serde(rename = "http2StreamWindowBytes")]
+    pub http2_stream_window_bytes: Option<i64>,
+    #[serde(rename = "http2ConnectionWindowBytes")]
+    pub http2_connection_window_bytes: Option<i64>,
+    #[serde(rename = "http2MaxSendBufferBytes")]
+    pub http2_max_send_buffer_bytes: Option<i64>,
     pub max_request_body_bytes: Option<i64>,
     pub max_streams_per_user: Option<i64>,
     pub max_log_streams_per_connection: Option<i64>,
@@ -122,6 +138,14 @@ impl Validator<'_> {
         )?;
         let http2_max_concurrent_streams = u32::try_from(streams)
             .map_err(|_| self.error("limits.http2MaxConcurrentStreams", format!("{streams} is too large")))?;
+        // RFC 9113 section 6.9.1: a window is at least the initial 65535 and at most 2^31-1.
+        let window = |field: &str, value: Option<i64>, default: u32| {
+            let Some(value) = value else { return Ok(default) };
+            u32::try_from(value)
+                .ok()
+                .filter(|n| (65_535..=0x7fff_ffff).contains(n))
+                .ok_or_else(|| self.error(field, format!("{value} must be from 65535 to 2147483647")))
+        };
         let limits = Limits {
             handshake_timeout: positive("limits.handshakeTimeout", raw.handshake_timeout, d.handshake_timeout)?,
             first_request_timeout: positive(
@@ -155,6 +179,22 @@ impl Validator<'_> {
             max_header_bytes,
             max_headers: count("limits.maxHeaders", raw.max_headers, d.max_headers, 1)?,
             http2_max_concurrent_streams,
+            http2_stream_window_bytes: window(
+                "limits.http2StreamWindowBytes",
+                raw.http2_stream_window_bytes,
+                d.http2_stream_window_bytes,
+            )?,
+            http2_connection_window_bytes: window(
+                "limits.http2ConnectionWindowBytes",
+                raw.http2_connection_window_bytes,
+                d.http2_connection_window_bytes,
+            )?,
+            http2_max_send_buffer_bytes: count(
+                "limits.http2MaxSendBufferBytes",
+                raw.http2_max_send_buffer_bytes,
+                d.http2_max_send_buffer_bytes,
+                16_384,
+            )?,
             max_request_body_bytes: count(
                 "limits.maxRequestBodyBytes",
                 raw.max_request_body_bytes,
@@ -209,6 +249,9 @@ impl Limits {
             max_header_bytes: int(self.max_header_bytes),
             max_headers: int(self.max_headers),
             http2_max_concurrent_streams: Some(i64::from(self.http2_max_concurrent_streams)),
+            http2_stream_window_bytes: Some(i64::from(self.http2_stream_window_bytes)),
+            http2_connection_window_bytes: Some(i64::from(self.http2_connection_window_bytes)),
+            http2_max_send_buffer_bytes: int(self.http2_max_send_buffer_bytes),
             max_request_body_bytes: Some(i64::try_from(self.max_request_body_bytes).unwrap_or(i64::MAX)),
             max_streams_per_user: int(self.max_streams_per_user),
             max_log_streams_per_connection: int(self.max_log_streams_per_connection),

@@ -268,25 +268,47 @@ async fn at_the_cap_silent_connections_make_room_and_talking_ones_stay() {
     }
 }
 
-#[test]
-fn limits_are_settings_that_name_their_field() {
+/// `check-config` on a `limits:` block: exit 2 and stderr.
+fn check_limits(block: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("dir");
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
         &cfg,
-        "apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nlimits:\n  maxConnections: 10\n  maxConnectionsPerPeer: 20\n",
+        format!("apiVersion: kubelet-gate/v1alpha1\nkind: GatewayConfiguration\nlimits:\n{block}"),
     )
     .expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-gate"))
         .args(["check-config", "--config", &cfg.display().to_string()])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(":5: limits.maxConnectionsPerPeer: 20 is more than limits.maxConnections (10)"),
-        "{err}"
-    );
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn limits_are_settings_that_name_their_field() {
+    let cases = [
+        (
+            "  maxConnections: 10\n  maxConnectionsPerPeer: 20\n",
+            ":5: limits.maxConnectionsPerPeer: 20 is more than limits.maxConnections (10)",
+        ),
+        (
+            "  http2StreamWindowBytes: 1000\n",
+            ":4: limits.http2StreamWindowBytes: 1000 must be from 65535 to 2147483647",
+        ),
+        (
+            "  http2ConnectionWindowBytes: 2147483648\n",
+            ":4: limits.http2ConnectionWindowBytes: 2147483648 must be from 65535 to 2147483647",
+        ),
+        (
+            "  http2MaxSendBufferBytes: 0\n",
+            ":4: limits.http2MaxSendBufferBytes: 0 must be at least 16384",
+        ),
+    ];
+    for (block, want) in cases {
+        let (code, err) = check_limits(block);
+        assert_eq!(code, Some(2), "{block}: {err}");
+        assert!(err.contains(want), "{block}: {err}");
+    }
 }
 
 /// Too many header fields, or a header block over `maxHeaderBytes`, is 431 and the end of the
