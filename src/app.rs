@@ -329,6 +329,7 @@ pub async fn build_with(config: &Config, options: BuildOptions) -> Result<Gatewa
     let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
         requests: pipeline.observer.metrics.clone(),
         token_cache: pipeline.authenticator.token_reviewer().map(|t| t.stats().clone()),
+        review_budget: pipeline.authenticator.token_reviewer().map(|t| t.budget().clone()),
         sar_cache: match &pipeline.authorizer {
             AnyAuthorizer::Webhook(sar) => Some(sar.stats().clone()),
             _ => None,

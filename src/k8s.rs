@@ -50,6 +50,9 @@ pub enum CallError {
     /// Nothing to authenticate with: a join not finished, or a certificate that expired.
     #[error("no client identity for the API server: {0}")]
     NoIdentity(String),
+    /// Not sent: the caller's review budget was spent (`limits.tokenReviewsPerSecond*`).
+    #[error("not sent: over the TokenReview budget ({})", .0.label())]
+    OverBudget(crate::authn::review_budget::Bound),
 }
 
 /// Exponential backoff between attempts, as `wait.Backoff`.

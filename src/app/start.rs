@@ -300,6 +300,11 @@ pub(super) fn authenticator(
             config.authentication.webhook.audiences.clone(),
             config.api_server.stale_if_error,
             options.clock.clone(),
+            Arc::new(crate::authn::review_budget::ReviewBudget::new(
+                config.limits.token_reviews_per_second,
+                config.limits.token_reviews_per_second_per_peer,
+                options.clock.clone(),
+            )),
         )?),
         _ => None,
     };

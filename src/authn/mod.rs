@@ -6,6 +6,7 @@
 
 pub mod bearer;
 pub mod connection;
+pub mod review_budget;
 pub mod secret;
 pub mod token_file;
 pub mod token_review;
@@ -13,6 +14,7 @@ pub mod user;
 pub mod websocket;
 pub mod x509;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +24,7 @@ use aws_lc_rs::hmac;
 use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use http::{HeaderMap, HeaderValue};
 
+use crate::k8s::CallError;
 pub use connection::{Connection, PeerIdentity};
 use token_file::TokenFile;
 use token_review::TokenReviewer;
@@ -91,6 +94,14 @@ pub enum AuthnFailure {
     Ambiguous(&'static str),
     /// 431: a token over the size limit, refused without a lookup.
     TooLarge,
+    /// 429: the token is not cached and the source's TokenReview budget is spent.
+    OverBudget(review_budget::Bound),
+}
+
+/// Why no source could say whether a token is known.
+enum LookupError {
+    OverBudget(review_budget::Bound),
+    Failed(String),
 }
 
 /// Looks tokens up in the configured sources, in order: the static file, then the TokenReview
@@ -103,12 +114,15 @@ pub struct TokenAuthenticators {
 
 impl TokenAuthenticators {
     /// `Ok(None)`: no source knows the token. `Err`: a source could not answer.
-    async fn lookup(&self, token: &str) -> Result<Option<Arc<UserInfo>>, String> {
+    async fn lookup(&self, token: &str, source: IpAddr) -> Result<Option<Arc<UserInfo>>, LookupError> {
         if let Some(user) = self.file.as_ref().and_then(|f| f.load().lookup(token)) {
             return Ok(Some(user));
         }
         match &self.webhook {
-            Some(w) => w.authenticate(token).await.map_err(|e| e.to_string()),
+            Some(w) => w.authenticate(token, source).await.map_err(|e| match e {
+                CallError::OverBudget(bound) => LookupError::OverBudget(bound),
+                e => LookupError::Failed(e.to_string()),
+            }),
             None => Ok(None),
         }
     }
@@ -163,10 +177,11 @@ impl Authenticator {
     /// Authenticates a request, saying what it presented. On success through a token, the
     /// credential is removed from `headers` (the `Authorization` header, or the token entry of
     /// the subprotocol list).
-    pub async fn authenticate(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Authentication {
+    /// `source` is the client's address, for its TokenReview budget.
+    pub async fn authenticate(&self, headers: &mut HeaderMap, peer: &PeerIdentity, source: IpAddr) -> Authentication {
         let presented = self.presented(headers, peer);
         Authentication {
-            result: self.chain(headers, peer).await,
+            result: self.chain(headers, peer, source).await,
             presented,
         }
     }
@@ -196,10 +211,20 @@ impl Authenticator {
         }
     }
 
-    async fn chain(&self, headers: &mut HeaderMap, peer: &PeerIdentity) -> Result<Authenticated, AuthnFailure> {
+    async fn chain(
+        &self,
+        headers: &mut HeaderMap,
+        peer: &PeerIdentity,
+        source: IpAddr,
+    ) -> Result<Authenticated, AuthnFailure> {
         // Errors of earlier authenticators are kept but do not stop the chain: a later
         // credential that succeeds wins (the API server's non-failing union).
         let mut errors: Vec<String> = Vec::new();
+        let mut over_budget = None;
+        let mut failed = |e: LookupError, errors: &mut Vec<String>| match e {
+            LookupError::OverBudget(bound) => over_budget = Some(bound),
+            LookupError::Failed(e) => errors.push(e),
+        };
 
         if let Some(ca) = &self.client_ca {
             match peer.authenticate(&ca.load(), &self.chain_verifications) {
@@ -222,8 +247,8 @@ impl Authenticator {
                 }
                 bearer::BearerHeader::TooLarge => return Err(AuthnFailure::TooLarge),
                 bearer::BearerHeader::Invalid => errors.push("invalid bearer token (not ASCII)".into()),
-                bearer::BearerHeader::Token(token) => match tokens.lookup(token).await {
-                    Err(e) => errors.push(e),
+                bearer::BearerHeader::Token(token) => match tokens.lookup(token, source).await {
+                    Err(e) => failed(e, &mut errors),
                     Ok(Some(user)) => {
                         headers.remove(AUTHORIZATION);
                         return Ok(Authenticated {
@@ -239,8 +264,8 @@ impl Authenticator {
                 Ok(None) => {}
                 Err(websocket::ProtocolTokenError::TooLarge) => return Err(AuthnFailure::TooLarge),
                 Err(e) => errors.push(e.to_string()),
-                Ok(Some(found)) => match tokens.lookup(&found.token).await {
-                    Err(e) => errors.push(e),
+                Ok(Some(found)) => match tokens.lookup(&found.token, source).await {
+                    Err(e) => failed(e, &mut errors),
                     Ok(Some(user)) => {
                         match HeaderValue::from_str(&found.remaining) {
                             Ok(v) => {
@@ -260,6 +285,13 @@ impl Authenticator {
             }
         }
 
+        // A token that could not be reviewed for the budget is neither known nor unknown: the
+        // client may try again (429), unless another credential already failed outright.
+        if let Some(bound) = over_budget
+            && errors.is_empty()
+        {
+            return Err(AuthnFailure::OverBudget(bound));
+        }
         if !errors.is_empty() {
             return Err(AuthnFailure::Unauthorized(errors.join("; ")));
         }

@@ -5,12 +5,14 @@
 //! tokens cached for `cacheTTL`, errors never) and better where it is weak: bounded in size,
 //! keyed by an HMAC so no token is ever held, and concurrent lookups of one token share one call.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 
+use super::review_budget::ReviewBudget;
 use super::secret::RandomError;
 use super::user::UserInfo;
 use crate::clock::Clock;
@@ -28,6 +30,8 @@ pub struct TokenReviewer {
     key: hmac::Key,
     ttl: Duration,
     audiences: Vec<String>,
+    /// Reviews sent for uncached tokens, per second.
+    budget: Arc<ReviewBudget>,
 }
 
 impl TokenReviewer {
@@ -37,6 +41,7 @@ impl TokenReviewer {
         audiences: Vec<String>,
         stale_if_error: Duration,
         clock: Clock,
+        budget: Arc<ReviewBudget>,
     ) -> Result<Self, RandomError> {
         let key = super::secret::hmac_key()?;
         let cache = ReviewCache::new(MAX_ENTRIES, ttl, stale_if_error, clock, "TokenReview result");
@@ -46,6 +51,7 @@ impl TokenReviewer {
             key,
             ttl,
             audiences,
+            budget,
         })
     }
 
@@ -56,11 +62,15 @@ impl TokenReviewer {
     /// `Ok(Some(user))` for a token the API server accepted, `Ok(None)` for one it rejected,
     /// `Err` when it could not be asked (the caller answers 401; nothing is cached). Accepted
     /// and rejected tokens are both remembered for `cacheTTL`, as the kubelet does.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Arc<UserInfo>>, CallError> {
+    pub async fn authenticate(&self, token: &str, source: IpAddr) -> Result<Option<Arc<UserInfo>>, CallError> {
         let ttl = self.ttl;
         self.cache
-            .get_or_fetch(self.cache_key(token), |_| ttl, self.review(token))
+            .get_or_fetch(self.cache_key(token), |_| ttl, self.review(token, source))
             .await
+    }
+
+    pub fn budget(&self) -> &Arc<ReviewBudget> {
+        &self.budget
     }
 
     /// HMAC over the length-prefixed token and audiences, so neither the cache nor a heap dump
@@ -79,7 +89,9 @@ impl TokenReviewer {
         out
     }
 
-    async fn review(&self, token: &str) -> Result<Option<Arc<UserInfo>>, CallError> {
+    /// Runs only when the cache has no answer: the budget counts reviews, not lookups.
+    async fn review(&self, token: &str, source: IpAddr) -> Result<Option<Arc<UserInfo>>, CallError> {
+        self.budget.take(source).map_err(CallError::OverBudget)?;
         let request = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),

@@ -52,6 +52,10 @@ pub struct Limits {
     pub max_streams_per_user: usize,
     /// Log streams (`/logs/`, `/containerLogs/`) open at once on one connection: more is 429.
     pub max_log_streams_per_connection: usize,
+    /// TokenReviews sent per second for tokens not cached, in all (0: no bound)...
+    pub token_reviews_per_second: u32,
+    /// ...and per source address (0: no bound); over either, the request is 429.
+    pub token_reviews_per_second_per_peer: u32,
     /// After SIGTERM: how long requests and streams in flight may still run.
     pub shutdown_grace_period: Duration,
 }
@@ -77,6 +81,9 @@ impl Default for Limits {
             max_request_body_bytes: 1 << 20,
             max_streams_per_user: 32,
             max_log_streams_per_connection: 16,
+            // threats.md DS-08: 20 per source, 100 in all.
+            token_reviews_per_second: 100,
+            token_reviews_per_second_per_peer: 20,
             shutdown_grace_period: Duration::from_secs(10),
         }
     }
@@ -109,6 +116,8 @@ pub(super) struct RawLimits {
     pub max_request_body_bytes: Option<i64>,
     pub max_streams_per_user: Option<i64>,
     pub max_log_streams_per_connection: Option<i64>,
+    pub token_reviews_per_second: Option<i64>,
+    pub token_reviews_per_second_per_peer: Option<i64>,
     pub shutdown_grace_period: Option<String>,
 }
 
@@ -138,6 +147,11 @@ impl Validator<'_> {
         )?;
         let http2_max_concurrent_streams = u32::try_from(streams)
             .map_err(|_| self.error("limits.http2MaxConcurrentStreams", format!("{streams} is too large")))?;
+        let rate = |field: &str, value: Option<i64>, default: u32| {
+            let Some(value) = value else { return Ok(default) };
+            u32::try_from(value)
+                .map_err(|_| self.error(field, format!("{value} must be from 0 (no bound) to 4294967295")))
+        };
         // RFC 9113 section 6.9.1: a window is at least the initial 65535 and at most 2^31-1.
         let window = |field: &str, value: Option<i64>, default: u32| {
             let Some(value) = value else { return Ok(default) };
@@ -213,6 +227,16 @@ impl Validator<'_> {
                 d.max_log_streams_per_connection,
                 1,
             )?,
+            token_reviews_per_second: rate(
+                "limits.tokenReviewsPerSecond",
+                raw.token_reviews_per_second,
+                d.token_reviews_per_second,
+            )?,
+            token_reviews_per_second_per_peer: rate(
+                "limits.tokenReviewsPerSecondPerPeer",
+                raw.token_reviews_per_second_per_peer,
+                d.token_reviews_per_second_per_peer,
+            )?,
             shutdown_grace_period: self.duration(
                 "limits.shutdownGracePeriod",
                 raw.shutdown_grace_period,
@@ -255,6 +279,8 @@ impl Limits {
             max_request_body_bytes: Some(i64::try_from(self.max_request_body_bytes).unwrap_or(i64::MAX)),
             max_streams_per_user: int(self.max_streams_per_user),
             max_log_streams_per_connection: int(self.max_log_streams_per_connection),
+            token_reviews_per_second: Some(i64::from(self.token_reviews_per_second)),
+            token_reviews_per_second_per_peer: Some(i64::from(self.token_reviews_per_second_per_peer)),
             shutdown_grace_period: dur(self.shutdown_grace_period),
         }
     }

@@ -123,6 +123,8 @@ pub struct Sources {
     pub requests: RequestMetrics,
     /// The TokenReview and SubjectAccessReview caches, when the webhooks are on.
     pub token_cache: Option<Arc<CacheStats>>,
+    /// The TokenReview budget, with the webhook.
+    pub review_budget: Option<Arc<crate::authn::review_budget::ReviewBudget>>,
     pub sar_cache: Option<Arc<CacheStats>>,
     pub serving: Arc<ServingCert>,
     pub reload: Arc<ReloadStats>,
@@ -257,6 +259,17 @@ impl Collector for Derived {
                 "apiserver_request_errors",
                 "API server calls that failed",
                 &[(Vec::new(), load(&api.stats.errors))],
+            )?;
+        }
+        if let Some(b) = &s.review_budget {
+            counter(
+                &mut e,
+                "tokenreviews_refused",
+                "Uncached tokens answered 429 without a TokenReview: over limits.tokenReviewsPerSecondPerPeer (per_peer) or limits.tokenReviewsPerSecond (global)",
+                &[
+                    (vec![("limit", "per_peer".to_owned())], load(&b.refused[0])),
+                    (vec![("limit", "global".to_owned())], load(&b.refused[1])),
+                ],
             )?;
         }
         let q = &s.quotas;

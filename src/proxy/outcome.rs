@@ -197,6 +197,9 @@ impl Outcome {
                 AuthnFailure::Unauthorized(why) => why.clone(),
                 AuthnFailure::Ambiguous(why) => (*why).to_owned(),
                 AuthnFailure::TooLarge => "token too large".to_owned(),
+                AuthnFailure::OverBudget(bound) => {
+                    format!("token not reviewed: over the TokenReview budget ({})", bound.label())
+                }
             }),
             Outcome::Reviewed(r) => match &r.verdict {
                 Verdict::Allowed { .. } => None,
@@ -231,6 +234,7 @@ impl Outcome {
             Outcome::Unauthenticated(AuthnFailure::Unauthorized(_)) => respond::unauthorized(),
             Outcome::Unauthenticated(AuthnFailure::Ambiguous(_)) => respond::bad_request(),
             Outcome::Unauthenticated(AuthnFailure::TooLarge) => respond::header_too_large(),
+            Outcome::Unauthenticated(AuthnFailure::OverBudget(_)) => respond::too_many_requests(),
             Outcome::Reviewed(r) => match (&r.verdict, r.route) {
                 (Verdict::Forbidden, _) => respond::forbidden(&r.user.name, r.verb, r.tried),
                 (Verdict::Failed { subresource, .. }, _) => {

@@ -161,7 +161,7 @@ impl Pipeline {
                 self.stats.authentications.fetch_add(1, Ordering::Relaxed);
                 let Authentication { result, presented } = self
                     .authenticator
-                    .authenticate(&mut parts.headers, &conn.identity)
+                    .authenticate(&mut parts.headers, &conn.identity, conn.peer.ip())
                     .await;
                 record.authenticated(&result, presented);
                 match result {

@@ -3,6 +3,7 @@
 //! tests TestV1WebhookCacheAndRetry and TestV1WebhookCache as the model): review bodies, caches under a manual clock,
 //! coalescing, retries, the deadline, outages, and stale mode across an outage.
 
+mod budget;
 mod caching;
 mod failures;
 mod reviews;
