@@ -2,7 +2,8 @@
 # The gateway and nginx side by side, as TLS-terminating mTLS proxies in front of the same
 # static upstream on loopback, driven by oha. Not a test: it prints a table of ratios.
 #
-#     benches/vs-nginx.sh                 (ROUNDS=3 DURATION=10s CONNS=32 by default)
+#     benches/vs-nginx.sh                 (ROUNDS=3 DURATION=10s CONNS=32 by default;
+#                                          ONLY=<regex> runs the cases whose name matches)
 #
 # It installs what it lacks the ordinary way (apt-get install nginx, cargo install oha --locked),
 # builds the release gateway, makes its PKI with openssl at run time in a temporary directory,
@@ -13,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+ONLY=${ONLY:-.}
+GATE_ENV=${GATE_ENV:-env} # e.g. GATE_ENV="env MALLOC_ARENA_MAX=2" to try an allocator setting
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 
@@ -38,6 +41,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+chmod 755 "$work" # nginx's workers (www-data when started as root) read the static files
 cd "$work"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -71,6 +75,7 @@ while sum(len(l) for l in lines) < 158_000:
     i += 1
 open("root/metrics/cadvisor", "w").write("".join(lines)[:158_000])
 PY
+chmod -R a+rX root
 
 cat >nginx.conf <<NGINX
 worker_processes 2;
@@ -152,7 +157,7 @@ YAML
 }
 gateway_config "$GW" "$GW_OPS" "" >gateway.yaml
 gateway_config "$GW_AUDIT" "$GW_AUDIT_OPS" "$work/audit.log" >gateway-audit.yaml
-"$gate" serve --config gateway.yaml 2>gateway.log & pids+=($!); gw_pid=$!
+$GATE_ENV "$gate" serve --config gateway.yaml 2>gateway.log & pids+=($!); gw_pid=$!
 "$gate" serve --config gateway-audit.yaml 2>gateway-audit.log & pids+=($!); gw_audit_pid=$!
 for ops in "$GW_OPS" "$GW_AUDIT_OPS"; do
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ops/healthz" >/dev/null && break; sleep 0.1; done
@@ -161,14 +166,17 @@ done
 # One oha run: prints "rps p50_ms p99_ms".
 run() { # url extra-args...
     local url=$1; shift
-    oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" "$@" "$url" 2>/dev/null |
+    oha --no-tui --output-format json -w -z "$DURATION" -c "$CONNS" "$@" "$url" 2>/dev/null |
         python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 s, p = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 bad = sum(n for c, n in codes.items() if c != "200") + sum(r.get("errorDistribution", {}).values())
-print(f"{s[\"requestsPerSec\"]:.0f} {p[\"p50\"]*1000:.2f} {p[\"p99\"]*1000:.2f} {bad}")'
+if bad:
+    print("not 200:", codes, r.get("errorDistribution"), file=sys.stderr)
+rps, p50, p99 = s["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000
+print("%.0f %.2f %.2f %d" % (rps, p50, p99, bad))'
 }
 tls=(--cacert ca.crt --cert client.crt --key client.key)
 token=(--cacert ca.crt -H "Authorization: Bearer bench-token")
@@ -189,6 +197,7 @@ echo "ceiling: the static upstream directly, HTTP/1.1 8.6 KB: $(run "http://127.
 printf '\n| case | nginx req/s | gateway req/s | gateway / nginx | p50 ms nginx / gateway | p99 ms nginx / gateway | non-200 |\n|---|---|---|---|---|---|---|\n'
 for c in "${cases[@]}"; do
     IFS='|' read -r name left right how <<<"$c"
+    [[ "$name" =~ $ONLY ]] || continue
     set -- $how
     kind=$1; shift
     if [ "$kind" = tls ]; then args=("${tls[@]}" "$@"); else args=("${token[@]}" "$@"); fi

@@ -27,6 +27,10 @@ use super::respond::{self, Body};
 /// ports), so the gateway drops a connection long before the kubelet closes it, instead of both
 /// timing out at the same moment.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An upstream connection reads into buffers of exactly this size (hyper's default grows to
+/// about 400 KiB under a large body, and every chunk still queued for a slow HTTP/2 client
+/// keeps its whole buffer alive). 32 KiB is the kubelet's own `io.Copy` buffer.
+const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
 /// A client's request body as forwarded: within `limits.maxRequestBodyBytes`.
 pub type RequestBody = http_body_util::Limited<Incoming>;
@@ -109,6 +113,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Port<C> {
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER)
             .build(connector.clone());
         let upgrades = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
