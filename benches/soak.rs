@@ -14,6 +14,8 @@
 #[allow(unused_imports)]
 mod common;
 
+use common::free_port;
+use common::write_atomically;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,20 +72,6 @@ impl Gateway {
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }
 
 fn serving_leaf(ca: &Ca) -> Leaf {

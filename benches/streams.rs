@@ -14,6 +14,7 @@
 #[allow(unused_imports)]
 mod common;
 
+use common::free_port;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,20 +46,8 @@ impl Drop for Gateway {
 impl Gateway {
     /// `/proc/<pid>/status` fields, in KiB.
     fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
-            .expect(field)
+        common::process_memory_kib(self.child.id(), field)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The release gateway in front of `kubelet` only (no read-only port), a static token allowed

@@ -3,6 +3,7 @@
 //! node-local CA that `node-local-ca.sh` makes, serves an exec through the kubelet's own port
 //! (a stand-in that trusts only that CA, as `kubelet-config.yaml` configures the kubelet).
 
+use crate::common::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -206,14 +207,6 @@ fn node_local_ca_sh_makes_the_ca_once_and_renews_only_what_is_due() {
     assert_eq!(renewed.matches("issued").count(), 2, "{renewed}");
     assert_eq!(std::fs::read(pki.join("ca.crt")).expect("ca"), ca);
     assert_ne!(std::fs::read(pki.join("gateway-client.crt")).expect("client"), client);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 struct Serving(Child);

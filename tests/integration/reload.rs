@@ -6,7 +6,7 @@
 
 mod policy;
 
-use std::path::Path;
+use crate::common::write_atomically;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,12 +103,6 @@ async fn until_presented(client: &TlsClient, addr: std::net::SocketAddr, want: &
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the new certificate was not presented within {WITHIN:?}");
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }
 
 #[tokio::test]

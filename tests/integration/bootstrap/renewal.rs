@@ -5,6 +5,7 @@
 //! the rotation deadline.
 
 use super::*;
+use crate::common::free_port;
 
 use std::process::{Child, Command, Stdio};
 
@@ -232,14 +233,6 @@ async fn a_node_that_becomes_readable_leaves_no_grown_backoff_for_the_csr() {
         gap < Duration::from_millis(1500),
         "the retry after the denial took {gap:?}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// `kubelet-gate serve` with `serverTLSBootstrap` in `dir`, its log in `log`.

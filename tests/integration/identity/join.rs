@@ -5,6 +5,7 @@
 //! with no token in any log line.
 
 use super::*;
+use crate::common::free_port;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -130,14 +131,6 @@ fn serve_config(dir: &Path, node: &NodeImage, port: u16, ops_port: u16) -> PathB
     )
     .expect("config");
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! KiB per stream, not the file; a client that leaves frees its streams at once; a user (and,
 //! for logs, a connection) holds at most so many streams, the rest are 429.
 
+use crate::common::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,25 +33,13 @@ impl Drop for Gateway {
 
 impl Gateway {
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-            .expect("VmRSS")
+        crate::common::process_memory_kib(self.child.id(), "VmRSS:")
     }
 
     async fn metric(&self, series: &str) -> f64 {
         let (_, body) = plain_get(self.ops, "/metrics").await;
         crate::common::sample(&body, series)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The gateway binary (its own process, so its memory is its own) serving an 8 MiB container

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use kubelet_gate::app::BuildOptions;
 
-use super::{WITHIN, write_atomically};
+use super::WITHIN;
 use crate::common::pki::ClientSpec;
+use crate::common::write_atomically;
 use crate::common::{Harness, Setup, TokenUser, grant_user};
 
 const SUCCESS: &str = "kubelet_gate_policy_reloads_total{result=\"success\"}";
