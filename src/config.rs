@@ -402,14 +402,29 @@ impl Overrides {
 }
 
 fn located(file: &str, line: Option<usize>, field: Option<&str>, message: &str) -> String {
+    let file = one_line(file);
     let place = match line {
         Some(line) => format!("{file}:{line}"),
-        None => file.to_owned(),
+        None => file,
     };
     match field {
-        Some(field) => format!("{place}: {field}: {message}"),
-        None => format!("{place}: {message}"),
+        Some(field) => format!("{place}: {}: {}", one_line(field), one_line(message)),
+        None => format!("{place}: {}", one_line(message)),
     }
+}
+
+/// Control characters escaped as Rust writes them (`\n`): a field path holds the file's own
+/// keys (`"node\nName": x`), and the error must stay one line.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl ConfigError {

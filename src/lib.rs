@@ -38,6 +38,8 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod k8s;
 pub mod logs;
 pub mod ops;

@@ -4,13 +4,24 @@
 //! `Sec-WebSocket-Protocol` as `base64url.bearer.authorization.k8s.io.<token>`.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use http::HeaderMap;
 use http::header::{CONNECTION, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 
 use super::bearer::MAX_TOKEN_BYTES;
 
 const TOKEN_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// Go's `base64.RawURLEncoding`, which upstream decodes the token with: URL-safe alphabet, no
+/// padding, and (not being `Strict()`) the unused bits of the last character ignored.
+pub const RAW_URL_ENCODING: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// A token found in the subprotocol list, with the protocols that remain once it is removed.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,7 +84,7 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<ProtocolToken>, ProtocolTok
     if encoded.len() > MAX_TOKEN_BYTES * 4 / 3 + 4 {
         return Err(ProtocolTokenError::TooLarge);
     }
-    let bytes = URL_SAFE_NO_PAD
+    let bytes = RAW_URL_ENCODING
         .decode(encoded)
         .map_err(|_| ProtocolTokenError::Encoding)?;
     let token = String::from_utf8(bytes).map_err(|_| ProtocolTokenError::NotUtf8)?;
@@ -94,6 +105,7 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<ProtocolToken>, ProtocolTok
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use http::HeaderValue;
 
     fn ws_headers(protocols: &[&str]) -> HeaderMap {
@@ -145,6 +157,17 @@ mod tests {
             extract(&ws_headers(&[&not_utf8, "v5.channel.k8s.io"])),
             Err(ProtocolTokenError::NotUtf8)
         );
+    }
+
+    #[test]
+    fn trailing_bits_are_ignored_as_go_does() {
+        // `YR`: the `a` of `YQ` with the unused low bits of `R` set. Go's RawURLEncoding is not
+        // Strict(), so the API server reads the token `a`.
+        let h = ws_headers(&[&format!("{TOKEN_PREFIX}YR"), "v5.channel.k8s.io"]);
+        assert_eq!(extract(&h).map(|t| t.map(|t| t.token)), Ok(Some("a".into())));
+        // A length that is 1 modulo 4 stays an error in Go too.
+        let h = ws_headers(&[&format!("{TOKEN_PREFIX}YWJjZ"), "v5.channel.k8s.io"]);
+        assert_eq!(extract(&h), Err(ProtocolTokenError::Encoding));
     }
 
     #[test]

@@ -69,6 +69,27 @@ fn syntax_error_has_line() {
 }
 
 #[test]
+fn keys_with_line_breaks_are_shown_on_one_line() {
+    // Found by the config fuzz target: the unknown key's path went into Display as it was.
+    let e = fail("\"node\\nName\": x\n");
+    assert_eq!(e.field(), Some("node\nName"));
+    let shown = e.to_string();
+    assert!(!shown.contains('\n'), "{shown}");
+    assert!(
+        shown.starts_with("<config>:3: node\\nName: unknown field \"node\\nName\", expected one of: apiVersion"),
+        "{shown}"
+    );
+    let e = fail("authentication:\n  x509: {client\n\n    CAFile: x}\n");
+    assert_eq!(e.field(), Some("authentication.x509.client\nCAFile"));
+    assert!(!e.to_string().contains('\n'), "{e}");
+    assert!(
+        e.to_string()
+            .contains("authentication.x509.client\\nCAFile: unknown field"),
+        "{e}"
+    );
+}
+
+#[test]
 fn api_version_and_kind() {
     let text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: GatewayConfiguration\n";
     let e = Config::from_yaml(text, base()).err();
