@@ -26,6 +26,31 @@ fn write_config(dir: &std::path::Path, body: &str) -> String {
     path.display().to_string()
 }
 
+/// `kubelet-gate serve` on a free port with the configuration `config(port)`, its log in
+/// `gateway.log` beside it; returns once the port accepts connections.
+async fn serve(
+    dir: &std::path::Path,
+    config: impl FnOnce(u16) -> String,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let port = crate::common::free_port();
+    let cfg = write_config(dir, &config(port));
+    let log = std::fs::File::create(dir.join("gateway.log")).expect("log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, addr)
+}
+
 const OFFLINE: &str = "authentication:\n  webhook: {enabled: false}\nauthorization:\n  mode: RBAC\n";
 
 #[test]
@@ -512,31 +537,12 @@ async fn a_common_name_cannot_forge_a_log_line() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = Ca::new("clients");
     ca.write_pem(&dir.path().join("ca.crt"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
+    let (mut child, addr) = serve(dir.path(), |port| {
+        format!(
             "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\nauthentication:\n  x509: {{clientCAFile: ca.crt}}\n  webhook: {{enabled: false}}\nauthorization:\n  mode: RBAC\n"
-        ),
-    );
-    let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    })
+    .await;
     let evil = "mallory\n2026-12-01T00:00:00.000000Z  INFO kubelet_gate: allowed user=admin\u{1b}[2K";
     let leaf = ca.client(ClientSpec::new(evil));
     let reply = crate::common::client::TlsClient::insecure()
@@ -567,31 +573,12 @@ async fn a_common_name_cannot_forge_a_log_line() {
 #[tokio::test]
 async fn sighup_reopens_the_audit_log_and_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
+    let (mut child, addr) = serve(dir.path(), |port| {
+        format!(
             "address: 127.0.0.1\nport: {port}\ncertDir: pki\nnodeAddresses: [127.0.0.1]\nops: {{address: \"127.0.0.1:0\"}}\naudit: {{path: audit.log}}\n{OFFLINE}"
-        ),
-    );
-    let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", &cfg])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    })
+    .await;
     let client = crate::common::client::TlsClient::insecure();
     let audit = dir.path().join("audit.log");
     let wait_for = |path: std::path::PathBuf, lines: usize| async move {
