@@ -340,6 +340,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `addr` accepts connections (a gateway started as its own process), for at most
+/// 10 s; `false` if it never did (callers that ignore it let their first request say so).
+pub async fn until_listening(addr: SocketAddr) -> bool {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// A memory field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in KiB; 0 if unreadable.
 pub fn process_memory_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -42,12 +42,7 @@ async fn serve(
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::until_listening(addr).await;
     (child, addr)
 }
 
@@ -183,15 +178,10 @@ async fn quickstart_serves_and_answers_as_the_readme_says() {
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut ready = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the quick start did not listen");
+    assert!(
+        crate::common::until_listening(addr).await,
+        "the quick start did not listen"
+    );
     let crt = std::fs::read(certs.path().join("kubelet.crt")).expect("self-signed certificate");
     use rustls_pki_types::pem::PemObject;
     let ca = rustls_pki_types::CertificateDer::pem_slice_iter(&crt)
@@ -321,12 +311,7 @@ async fn weak_settings_are_stated_loudly_at_start() {
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::until_listening(addr).await;
     // A completed handshake means the accept loop (and with it the SIGTERM handler) runs.
     let _ = crate::common::client::TlsClient::insecure().handshake(addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;

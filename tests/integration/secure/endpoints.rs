@@ -198,31 +198,27 @@ async fn a_request_body_over_the_limit_is_413_and_never_forwarded() {
     let auth = bearer(&OPERATOR);
     let headers = [("authorization", auth.as_str())];
     let before = r.kubelet.count();
-    let reply =
-        r.h.client()
-            .request_with_body(
-                r.h.addr,
-                "POST",
-                "/run/default/web/app?cmd=ls",
-                &headers,
-                vec![b'x'; 4096],
-            )
-            .await;
+    let run = |bytes: usize| {
+        let client = r.h.client();
+        async move {
+            client
+                .request_with_body(
+                    r.h.addr,
+                    "POST",
+                    "/run/default/web/app?cmd=ls",
+                    &headers,
+                    vec![b'x'; bytes],
+                )
+                .await
+        }
+    };
+    let reply = run(4096).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text().as_str()),
         (413, "http: request body too large\n")
     );
     assert_eq!(r.kubelet.count(), before, "nothing reached the kubelet");
-    let reply =
-        r.h.client()
-            .request_with_body(
-                r.h.addr,
-                "POST",
-                "/run/default/web/app?cmd=ls",
-                &headers,
-                vec![b'x'; 1024],
-            )
-            .await;
+    let reply = run(1024).await;
     assert_eq!(reply.status.as_u16(), 200, "at the limit is within it");
     assert_eq!(r.kubelet.count(), before + 1);
 }

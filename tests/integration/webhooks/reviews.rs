@@ -2,8 +2,6 @@
 //! audiences, the order of token file, x509 and webhook, a client-certificate kubeconfig, and no
 //! token in any log line.
 
-use std::time::Duration;
-
 use kubelet_gate::app::BuildOptions;
 use kubelet_gate::clock::Clock;
 
@@ -179,12 +177,7 @@ async fn no_token_appears_in_any_log_line() {
         .spawn()
         .expect("spawn");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::until_listening(addr).await;
     api.add_token("webhook-secret-token", user("alice"));
     api.allow("alice", "get", "metrics");
     let client = crate::common::client::TlsClient::insecure();
